@@ -1,0 +1,1 @@
+"""Evaluation: ADFD and the standard talking-face metrics."""

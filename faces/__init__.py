@@ -1,0 +1,1 @@
+"""Face tools: detection, landmarks, crop and paste-back, and face-region masks."""

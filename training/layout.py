@@ -1,0 +1,131 @@
+"""The on-disk layout of a training set, shared by SynthTalk and by preprocessing of real videos.
+
+```
+DATASET/
+  dataset.json            {"format": "portraittalk-clips", "version": 1, "fps": 25, "sample_rate": 16000,
+                           "size": 64, "clips": ["clip_00000", ...], "source": "synthtalk" | "preprocess"}
+  clips/<clip_id>/
+    frames.npy            uint8 [F, H, W, 3]   (small sizes; memory-mapped when read)
+      or frames.mp4       the same frames as video (large sizes)
+    audio.wav             16 kHz mono PCM-16, covering at least F / fps seconds
+    masks.npz             face: uint8 [F, H, W] in {0, 255}; lip: uint8 [F, H, W] in {0, 255}
+    meta.json             {"caption": str, "attributes": {...}, "frames": F,
+                           "per_frame": {"mouth_height": [...], "mouth_width": [...], "blink": [...]}, ...}
+```
+Only `frames.*`, `audio.wav` and `masks.npz` are required; `meta.json` holds what the source knows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import wave
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = "portraittalk-clips"
+VERSION = 1
+
+
+@dataclass
+class Clip:
+    """One clip in memory. Arrays are numpy; nothing here needs torch."""
+
+    frames: np.ndarray  # uint8 [F, H, W, 3]
+    audio: np.ndarray  # float32 [T] in -1..1 at `sample_rate`
+    face_mask: np.ndarray  # uint8 [F, H, W], 0 or 255
+    lip_mask: np.ndarray  # uint8 [F, H, W], 0 or 255
+    meta: dict = field(default_factory=dict)
+    fps: float = 25.0
+    sample_rate: int = 16000
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+    @property
+    def caption(self) -> str:
+        return str(self.meta.get("caption", ""))
+
+
+def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> None:
+    """Write mono float audio as PCM-16 (clipped to -1..1)."""
+    pcm = (np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0) * 32767.0).round().astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(int(sample_rate))
+        w.writeframes(pcm.tobytes())
+
+
+def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """Read a PCM-16 WAV written by `write_wav` (mono float32, sample rate)."""
+    with wave.open(str(path), "rb") as w:
+        if w.getsampwidth() != 2:
+            raise ValueError(f"{path}: expected 16-bit PCM, found {8 * w.getsampwidth()}-bit samples")
+        channels, rate = w.getnchannels(), w.getframerate()
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
+    if channels > 1:
+        pcm = pcm.reshape(-1, channels).mean(axis=1)
+    return pcm, rate
+
+
+def write_clip(dataset_dir: str | os.PathLike, clip_id: str, clip: Clip) -> Path:
+    """Write one clip under DATASET/clips/<clip_id>/ (frames as .npy)."""
+    clip_dir = Path(dataset_dir) / "clips" / clip_id
+    clip_dir.mkdir(parents=True, exist_ok=True)
+    np.save(clip_dir / "frames.npy", np.ascontiguousarray(clip.frames, dtype=np.uint8))
+    write_wav(clip_dir / "audio.wav", clip.audio, clip.sample_rate)
+    np.savez_compressed(clip_dir / "masks.npz", face=clip.face_mask.astype(np.uint8), lip=clip.lip_mask.astype(np.uint8))
+    meta = dict(clip.meta)
+    meta.setdefault("frames", clip.num_frames)
+    (clip_dir / "meta.json").write_text(json.dumps(meta, indent=1))
+    return clip_dir
+
+
+def write_index(dataset_dir: str | os.PathLike, clip_ids: list[str], *, fps: float, sample_rate: int, size: int,
+                source: str, extra: dict | None = None) -> Path:
+    """Write DATASET/dataset.json listing the clips (call after the clips are written)."""
+    index = {"format": FORMAT, "version": VERSION, "fps": fps, "sample_rate": sample_rate, "size": size,
+             "source": source, "clips": sorted(clip_ids)}
+    index.update(extra or {})
+    path = Path(dataset_dir) / "dataset.json"
+    path.write_text(json.dumps(index, indent=1))
+    return path
+
+
+def read_index(dataset_dir: str | os.PathLike) -> dict:
+    path = Path(dataset_dir) / "dataset.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not a PortraitTalk dataset (no dataset.json); make one with "
+                                "`portraittalk synth` or `portraittalk preprocess`")
+    index = json.loads(path.read_text())
+    if index.get("format") != FORMAT:
+        raise ValueError(f"{path}: format is {index.get('format')!r}, expected {FORMAT!r}")
+    return index
+
+
+def read_frames(clip_dir: Path) -> np.ndarray:
+    npy = clip_dir / "frames.npy"
+    if npy.is_file():
+        return np.load(npy, mmap_mode="r")
+    mp4 = clip_dir / "frames.mp4"
+    if mp4.is_file():
+        import av  # only real-data clips need a video decoder
+
+        with av.open(str(mp4)) as container:
+            return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+    raise FileNotFoundError(f"{clip_dir}: no frames.npy or frames.mp4")
+
+
+def read_clip(dataset_dir: str | os.PathLike, clip_id: str, *, fps: float = 25.0) -> Clip:
+    clip_dir = Path(dataset_dir) / "clips" / clip_id
+    frames = read_frames(clip_dir)
+    audio, rate = read_wav(clip_dir / "audio.wav")
+    with np.load(clip_dir / "masks.npz") as masks:
+        face, lip = masks["face"], masks["lip"]
+    meta_path = clip_dir / "meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    return Clip(frames=frames, audio=audio, face_mask=face, lip_mask=lip, meta=meta, fps=fps, sample_rate=rate)
