@@ -1,1 +1,25 @@
-"""Evaluation: ADFD and the standard talking-face metrics."""
+"""Evaluation: ADFD and the standard talking-face metrics.
+
+Imports nothing heavy: torch is needed only by the network metrics (Sync-C/D, FID, FVD,
+CLIP CSIM), and they import it on use. See ``evaluation/README.md`` for ADFD's
+definition.
+"""
+
+from .adfd import adfd, landmark_jitter
+from .audio_features import loudness_envelope, onset_envelope, to_mono_16k
+from .cli import eval_main
+from .evaluate import DEFAULT_METRICS, METRICS, evaluate, summary_row
+from .folder import evaluate_folder, write_tables
+from .frechet import fid, frechet_distance, frechet_distance_features, gaussian_stats
+from .identity import ClipVisionEmbedder, ColourHistogramEmbedder, csim
+from .lmd import lmd
+from .plot import plot_mouth_vs_audio
+from .syncnet import build_syncnet, load_syncnet, sync_metrics, sync_scores, syncnet_mfcc
+
+__all__ = [
+    "DEFAULT_METRICS", "METRICS", "ClipVisionEmbedder", "ColourHistogramEmbedder", "adfd", "build_syncnet",
+    "csim", "eval_main", "evaluate", "evaluate_folder", "fid", "frechet_distance", "frechet_distance_features",
+    "gaussian_stats", "landmark_jitter", "lmd", "load_syncnet", "loudness_envelope", "onset_envelope",
+    "plot_mouth_vs_audio", "summary_row", "sync_metrics", "sync_scores", "syncnet_mfcc", "to_mono_16k",
+    "write_tables",
+]
