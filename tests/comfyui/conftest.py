@@ -1,14 +1,15 @@
-"""Fixtures for tests against a real ComfyUI 0.3.75 server (all session-scoped, built lazily).
+"""Fixtures for tests against a real ComfyUI 0.3.75 server (built lazily, shared by every test
+under tests/comfyui/: comfyui_root is session-scoped, the rest package-scoped).
 
     comfyui_root   Path of the ComfyUI tree: $COMFYUI_PATH, or built into
                    $PORTRAITTALK_CACHE (default ~/.cache/comfyui-portraittalk); ComfyUI's Python
                    requirements are pip-installed into this interpreter if missing.
     comfy_server   a started ComfyServer (server.py) with the pack linked as
                    custom_nodes/ComfyUI-PortraitTalk, a temp base dir (models/, input/,
-                   output/, temp/, user/), stopped at session end. Its log tail is attached to
-                   the report of every failing test that used it.
+                   output/, temp/, user/), stopped after the last test under tests/comfyui/.
+                   Its log tail is attached to the report of every failing test that used it.
     comfy_client   a ComfyClient (server.py) bound to comfy_server, one websocket.
-    object_info    GET /object_info once per session (call comfy_client.object_info() again
+    object_info    GET /object_info once (call comfy_client.object_info() again
                    after adding files if you need fresh combo lists).
     pack_info      what the pack's comfy_entrypoint()/get_node_list() return (packinfo.py).
     comfy_server_factory(**kw) -> started extra ComfyServer (own base dir, stopped at end),
@@ -22,6 +23,7 @@ PORTRAITTALK_SERVER_ARGS (extra main.py flags for comfy_server, space-separated)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 from pathlib import Path
@@ -33,16 +35,24 @@ from .server import ComfyClient, ComfyServer
 
 SERVER_FIXTURES = {"comfyui_root", "comfy_server", "comfy_client", "object_info", "pack_info", "comfy_server_factory"}
 HERE = Path(__file__).resolve().parent
+# "package": one server for everything under tests/comfyui/ (sub-packages included), stopped
+# as soon as the last of those tests is done instead of idling through the rest of the run.
+SCOPE = "package"
 
 
 def _logger(config: pytest.Config):
+    """Print to the terminal even while output is captured (fixture setup is captured, and
+    what a passing test's setup prints is otherwise dropped)."""
     tr = config.pluginmanager.getplugin("terminalreporter")
+    capman = config.pluginmanager.getplugin("capturemanager")
 
     def log(msg: str) -> None:
-        if tr is not None:
-            tr.write_line(msg)
-        else:  # pragma: no cover
-            print(msg, flush=True)
+        ctx = capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext()
+        with ctx:
+            if tr is not None:
+                tr.write_line(msg)
+            else:  # pragma: no cover
+                print(msg, flush=True)
 
     return log
 
@@ -73,7 +83,7 @@ def comfyui_root(request: pytest.FixtureRequest) -> Path:
     return environment.ensure_comfyui(log=_logger(request.config))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope=SCOPE)
 def comfy_server(comfyui_root: Path, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
     log = _logger(request.config)
     server = ComfyServer(
@@ -94,7 +104,7 @@ def comfy_server(comfyui_root: Path, tmp_path_factory: pytest.TempPathFactory, r
             log(f"[comfyui] WARNING: the server had exited during the session; log tail:\n{server.log_tail(40)}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope=SCOPE)
 def comfy_server_factory(comfyui_root: Path, tmp_path_factory: pytest.TempPathFactory):
     started: list[ComfyServer] = []
 
@@ -109,7 +119,7 @@ def comfy_server_factory(comfyui_root: Path, tmp_path_factory: pytest.TempPathFa
         server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope=SCOPE)
 def comfy_client(comfy_server: ComfyServer):
     client = comfy_server.client()
     client.connect()
@@ -117,11 +127,11 @@ def comfy_client(comfy_server: ComfyServer):
     client.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope=SCOPE)
 def object_info(comfy_client: ComfyClient) -> dict:
     return comfy_client.object_info()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope=SCOPE)
 def pack_info(comfyui_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     return packinfo.pack_nodes(comfyui_root, tmp_path_factory.mktemp("pack-probe"))

@@ -163,6 +163,7 @@ def extra_paths_server(comfy_server_factory, tmp_path_factory):
     )
     server.extra_models_root = extra
     yield server
+    server.stop()
 
 
 def test_extra_model_paths_yaml_adds_core_folder(extra_paths_server: ComfyServer):
@@ -275,3 +276,11 @@ def test_interrupt_while_idle_does_not_leak(comfy_client: ComfyClient):
     result = comfy_client.run(graph, timeout=60)
     assert [p["value"] for p in result.of("progress")] == [1, 2, 3, 4]
     assert result.outputs("1") == {"text": [f"4 steps {graph['1']['inputs']['tag']}"]}
+
+
+def test_upload_lands_in_input_dir(comfy_server: ComfyServer, comfy_client: ComfyClient, tmp_path: Path):
+    src = tmp_path / f"up_{uuid.uuid4().hex[:6]}.wav"
+    src.write_bytes(b"RIFF....WAVE")
+    info = comfy_client.upload(src, subfolder="harness")
+    assert info == {"name": src.name, "subfolder": "harness", "type": "input"}
+    assert (comfy_server.input_dir / "harness" / src.name).read_bytes() == src.read_bytes()
