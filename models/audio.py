@@ -1,0 +1,226 @@
+"""The audio path: waveform → mono 16 kHz → encoder features → per-frame windows → AudioProjection tokens.
+
+Follow the audio from the AUDIO input to the attention processor through these names:
+`prepare_waveform` (any rate, any channels → normalised mono 16 kHz), an encoder (`MelEncoder`,
+`Wav2Vec2Encoder`, or ComfyUI's AUDIO_ENCODER_OUTPUT through `features_from_encoder_output`),
+`features_per_frame` (features at the video's fps, averaged over each frame's span), `frame_windows`
+(±2 frames around each frame), and `AudioProjection` (an MLP to `Na` tokens per frame of the
+cross-attention width). The tokens reach `DecoupledCrossAttnProcessor`'s audio stream.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+SAMPLE_RATE = 16000
+TARGET_LEVEL = 0.1  # RMS of the loud (95th-percentile) 20 ms frames after normalisation
+SILENCE_LEVEL = 1e-4  # below this the clip is treated as silence and left as it is
+
+
+class AudioInputError(ValueError):
+    """Audio that cannot be used, with a message that names the input and what is wrong."""
+
+
+def num_video_frames(num_samples: int, sample_rate: int, fps: float) -> int:
+    """F = ceil(duration · fps), robust to float error in the duration."""
+    return max(0, math.ceil(num_samples * fps / sample_rate - 1e-6))
+
+
+def _as_numpy(waveform) -> np.ndarray:
+    if isinstance(waveform, torch.Tensor):
+        waveform = waveform.detach().to("cpu", torch.float32).numpy()
+    return np.asarray(waveform, dtype=np.float32)
+
+
+def prepare_waveform(waveform, sample_rate: int, *, name: str = "audio", normalise: bool = True) -> np.ndarray:
+    """Any audio → mono float32 at 16 kHz, loudness-normalised.
+
+    Accepts `[T]`, `[C, T]` or ComfyUI's `[B, C, T]` with B = 1, any rate, any channel count. Floats in
+    int16 range (|x| > 1.5) are rescaled. Raises `AudioInputError` on empty, non-finite or batched audio.
+    """
+    import librosa
+
+    wav = _as_numpy(waveform)
+    if wav.ndim == 3:
+        if wav.shape[0] != 1:
+            raise AudioInputError(f"{name}: a batch of {wav.shape[0]} clips was given; pass one clip at a time")
+        wav = wav[0]
+    if wav.ndim == 2:
+        wav = wav.mean(axis=0)  # channels first, as ComfyUI's AUDIO is [B, C, T]
+    if wav.ndim != 1:
+        raise AudioInputError(f"{name}: expected a waveform [T], [C, T] or [1, C, T], got shape {tuple(wav.shape)}")
+    if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
+        raise AudioInputError(f"{name}: sample rate must be a positive integer, got {sample_rate!r}")
+    if wav.size < 2:
+        raise AudioInputError(f"{name}: the audio is empty ({wav.size} samples); at least one video frame is needed")
+    if not np.isfinite(wav).all():
+        bad = int((~np.isfinite(wav)).sum())
+        raise AudioInputError(f"{name}: {bad} samples are NaN or infinite")
+    peak = float(np.abs(wav).max())
+    if peak > 1.5:
+        if peak > 32768 * 1.01:
+            raise AudioInputError(f"{name}: samples reach {peak:.3g}; expected floats in -1..1 (or int16 range)")
+        wav = wav / 32768.0  # int16 values delivered as floats
+    if sample_rate != SAMPLE_RATE:
+        wav = librosa.resample(wav, orig_sr=int(sample_rate), target_sr=SAMPLE_RATE)
+    wav = np.ascontiguousarray(wav, dtype=np.float32)
+    return loudness_normalise(wav) if normalise else wav
+
+
+def loudness_normalise(wav: np.ndarray) -> np.ndarray:
+    """Scale so the loud parts sit at a fixed level, whatever the recording level (DESIGN.md §8: real
+    and TTS speech come at other levels than training audio). Silence stays silence."""
+    frame = SAMPLE_RATE // 50
+    usable = wav[: len(wav) // frame * frame]
+    if usable.size == 0:
+        usable = wav
+    rms = np.sqrt(np.mean(usable.reshape(-1, min(frame, usable.size)) ** 2, axis=1))
+    level = float(np.percentile(rms, 95))
+    if level < SILENCE_LEVEL:
+        return wav
+    return (wav * (TARGET_LEVEL / level)).astype(np.float32)
+
+
+@dataclass
+class AudioFeatures:
+    """Encoder output on its own clock: `values` `[T, L, D]` (L layers), frame i centred at
+    `offset + i / rate` seconds."""
+
+    values: torch.Tensor
+    rate: float
+    offset: float = 0.0
+    encoder: str = ""
+
+
+class MelEncoder:
+    """Log-mel features with a fixed reference level, so absolute loudness survives (DESIGN.md §8).
+    Needs no weights; the tiny family uses it."""
+
+    name = "mel"
+
+    def __init__(self, n_mels: int = 80, n_fft: int = 1024, hop: int = 160, floor_db: float = -50.0):
+        self.n_mels, self.n_fft, self.hop, self.floor_db = n_mels, n_fft, hop, floor_db
+
+    @property
+    def feature_shape(self) -> tuple[int, int]:
+        return 1, self.n_mels
+
+    def __call__(self, wav16k: np.ndarray) -> AudioFeatures:
+        import librosa
+
+        mel = librosa.feature.melspectrogram(y=wav16k, sr=SAMPLE_RATE, n_fft=self.n_fft, hop_length=self.hop,
+                                             n_mels=self.n_mels, center=True)
+        db = librosa.power_to_db(mel, ref=1.0, amin=10 ** (self.floor_db / 10), top_db=None)
+        scaled = (db - self.floor_db) / (-self.floor_db / 2) - 1.0  # floor → -1, 0 dB → +1
+        values = torch.from_numpy(scaled.T.astype(np.float32))[:, None, :]
+        return AudioFeatures(values, rate=SAMPLE_RATE / self.hop, offset=0.0, encoder=self.name)
+
+
+class Wav2Vec2Encoder:
+    """transformers `Wav2Vec2Model` (base-960h layout); all transformer hidden states, at 50 Hz.
+
+    Long audio runs in overlapping chunks, so memory stays flat (self-attention is quadratic in length).
+    """
+
+    name = "wav2vec2"
+
+    def __init__(self, model: nn.Module, chunk_seconds: float = 20.0, context_seconds: float = 2.0,
+                 normalize: bool = True):
+        self.model = model.eval()
+        self.chunk, self.context = chunk_seconds, context_seconds
+        self.normalize = normalize
+
+    @property
+    def feature_shape(self) -> tuple[int, int]:
+        cfg = self.model.config
+        return cfg.num_hidden_layers, cfg.hidden_size
+
+    @torch.no_grad()
+    def _encode(self, wav: np.ndarray) -> torch.Tensor:
+        param = next(self.model.parameters())
+        x = torch.from_numpy(wav)[None].to(param.device, param.dtype)
+        out = self.model(x, output_hidden_states=True)
+        return torch.stack(out.hidden_states[1:], dim=2)[0].float().cpu()  # [T, L, D]
+
+    def __call__(self, wav16k: np.ndarray) -> AudioFeatures:
+        if self.normalize:  # what Wav2Vec2FeatureExtractor(do_normalize=True) does, once per clip
+            wav16k = (wav16k - wav16k.mean()) / np.sqrt(wav16k.var() + 1e-7)
+        stride = 320  # the CNN's hop: 20 ms
+        step, ctx = int(self.chunk * SAMPLE_RATE), int(self.context * SAMPLE_RATE)
+        if len(wav16k) <= step + 2 * ctx:
+            values = self._encode(wav16k)
+        else:
+            pieces = []
+            for start in range(0, len(wav16k), step):
+                lo = max(0, start - ctx)
+                feats = self._encode(wav16k[lo: start + step + ctx])
+                skip = (start - lo) // stride
+                pieces.append(feats[skip: skip + step // stride])
+            values = torch.cat(pieces)
+        return AudioFeatures(values, rate=SAMPLE_RATE / stride, offset=200 / SAMPLE_RATE, encoder=self.name)
+
+
+def features_from_encoder_output(output: dict, *, name: str = "audio encoder output") -> AudioFeatures:
+    """ComfyUI's AUDIO_ENCODER_OUTPUT (from AudioEncoderEncode): all layers, at the encoder's rate."""
+    try:
+        layers = output.get("encoded_audio_all_layers") or [output["encoded_audio"]]
+        samples = int(output["audio_samples"])
+    except (KeyError, TypeError, AttributeError) as err:
+        raise AudioInputError(f"{name}: expected a dict with 'encoded_audio', 'encoded_audio_all_layers' and "
+                              f"'audio_samples' (ComfyUI's AUDIO_ENCODER_OUTPUT); {err!r}") from None
+    values = torch.stack([torch.as_tensor(x).float() for x in layers], dim=2)
+    if values.ndim != 4 or values.shape[0] != 1:
+        raise AudioInputError(f"{name}: expected one clip of features [1, T, D] per layer, got {tuple(values.shape)}")
+    values = values[0].cpu()
+    if samples <= 0 or values.shape[0] == 0:
+        raise AudioInputError(f"{name}: the encoded audio is empty")
+    rate = values.shape[0] * SAMPLE_RATE / samples
+    return AudioFeatures(values, rate=rate, offset=0.5 / rate, encoder="comfyui")
+
+
+def features_per_frame(features: AudioFeatures, num_frames: int, fps: float) -> torch.Tensor:
+    """Features at the video's clock, `[F, L, D]`: frame f covers [f/fps, (f+1)/fps) and takes the mean of
+    the feature frames centred inside it (or the nearest one when the features are sparser)."""
+    values = features.values
+    times = features.offset + torch.arange(values.shape[0], dtype=torch.float64) / features.rate
+    index = torch.floor(times * fps).long()  # the video frame each feature frame falls in
+    keep = (index >= 0) & (index < num_frames)
+    sums = torch.zeros((num_frames,) + values.shape[1:], dtype=torch.float64)
+    sums.index_add_(0, index[keep], values[keep].double())
+    counts = torch.bincount(index[keep], minlength=num_frames).double()
+    centres = (torch.arange(num_frames, dtype=torch.float64) + 0.5) / fps
+    nearest = ((centres - features.offset) * features.rate).round().long().clamp(0, values.shape[0] - 1)
+    per_frame = torch.where(counts.view(-1, *[1] * (values.ndim - 1)) > 0,
+                            sums / counts.clamp(min=1).view(-1, *[1] * (values.ndim - 1)),
+                            values[nearest].double())
+    return per_frame.float()
+
+
+def frame_windows(per_frame: torch.Tensor, radius: int = 2) -> torch.Tensor:
+    """`[F, ...]` → `[F, 2·radius + 1, ...]`: each frame with its neighbours, clamped at the ends."""
+    f = per_frame.shape[0]
+    offsets = torch.arange(-radius, radius + 1)
+    index = (torch.arange(f)[:, None] + offsets[None]).clamp(0, f - 1)
+    return per_frame[index]
+
+
+class AudioProjection(nn.Module):
+    """Per-frame audio windows `[F, 2r+1, L, D]` → `Na` tokens `[F, Na, C]` (Hallo's `audioproj` layout)."""
+
+    def __init__(self, in_features: int, hidden: int = 512, tokens: int = 32, dim: int = 768):
+        super().__init__()
+        self.tokens, self.dim = tokens, dim
+        self.proj1 = nn.Linear(in_features, hidden)
+        self.proj2 = nn.Linear(hidden, hidden)
+        self.proj3 = nn.Linear(hidden, tokens * dim)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        x = windows.flatten(1).to(self.proj1.weight.dtype)
+        x = torch.relu(self.proj2(torch.relu(self.proj1(x))))
+        return self.norm(self.proj3(x).view(-1, self.tokens, self.dim))

@@ -1,0 +1,82 @@
+"""Latent codecs: images ↔ the latents the UNets denoise.
+
+- `VaeCodec`: diffusers' `AutoencoderKL` (SD-1.5 layout, factor 8, 4 channels, scale 0.18215); encodes
+  to the posterior mean.
+- `SpaceToDepthCodec`: the tiny family's codec (decision). A lossless pixel-unshuffle by a factor f
+  (3·f² channels), so the tiny demo needs no trained VAE and reproduces colours exactly; the model still
+  denoises a latent grid f times smaller than the image.
+
+Both take and return images `[N, 3, H, W]` in -1..1 and decode in chunks, so memory does not grow with
+the number of frames.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class LatentCodec(nn.Module):
+    factor: int
+    latent_channels: int
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _decode(self, latents: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor, chunk: int = 8, on_chunk=None) -> torch.Tensor:
+        """Latents `[N, C, h, w]` → images `[N, 3, H, W]` in -1..1 on the CPU, `chunk` frames at a time."""
+        out = []
+        for start in range(0, latents.shape[0], chunk):
+            out.append(self._decode(latents[start: start + chunk]).float().cpu())
+            if on_chunk is not None:
+                on_chunk(min(start + chunk, latents.shape[0]), latents.shape[0])
+        return torch.cat(out) if out else latents.new_zeros((0, 3, 0, 0))
+
+
+class SpaceToDepthCodec(LatentCodec):
+    def __init__(self, factor: int = 2):
+        super().__init__()
+        self.factor = int(factor)
+        self.latent_channels = 3 * self.factor**2
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        return F.pixel_unshuffle(images, self.factor)
+
+    def _decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return F.pixel_shuffle(latents, self.factor)
+
+
+class VaeCodec(LatentCodec):
+    def __init__(self, vae: nn.Module):
+        super().__init__()
+        self.vae = vae
+        self.factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.latent_channels = vae.config.latent_channels
+        self.scale = vae.config.scaling_factor
+
+    @classmethod
+    def from_config(cls, config: dict) -> VaeCodec:
+        from diffusers import AutoencoderKL
+
+        return cls(AutoencoderKL.from_config(config))
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        posterior = self.vae.encode(images.to(self.vae.dtype)).latent_dist
+        return posterior.mean * self.scale
+
+    def _decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.vae.decode(latents.to(self.vae.dtype) / self.scale).sample
+
+
+def build_codec(config: dict) -> LatentCodec:
+    kind = config.get("type")
+    if kind == "space_to_depth":
+        return SpaceToDepthCodec(config.get("factor", 2))
+    if kind == "vae":
+        return VaeCodec.from_config(config["vae"])
+    raise ValueError(f"unknown codec type {kind!r} (expected 'space_to_depth' or 'vae')")

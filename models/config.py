@@ -1,0 +1,76 @@
+"""Model configs: JSON files shipped in `models/configs/<family>/`, nothing fetched from a hub.
+
+A config is a plain JSON-serialisable dict (it is stored in each model file's safetensors metadata).
+In the shipped files, a string value ending in `.json` names a sibling file and is inlined on load, so
+the SD-1.5 component configs stay readable on their own.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+FAMILIES = ("tiny", "sd15")
+REQUIRED = ("family", "video", "codec", "unet", "motion", "structure", "audio", "identity", "text", "scheduler",
+            "sampling")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _inline(value, base: Path):
+    if isinstance(value, str) and value.endswith(".json"):
+        return json.loads((base / value).read_text())
+    if isinstance(value, dict):
+        return {k: _inline(v, base) for k, v in value.items()}
+    return value
+
+
+def merge(base: dict, overrides: dict | None) -> dict:
+    """Deep-merge `overrides` into a copy of `base`."""
+    out = copy.deepcopy(base)
+    for key, value in (overrides or {}).items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def load_config(source: str | Path | dict = "tiny", overrides: dict | None = None) -> dict:
+    """A family name ("tiny", "sd15"), a JSON file, or a dict → a complete, validated config."""
+    if isinstance(source, dict):
+        config = copy.deepcopy(source)
+    else:
+        path = CONFIG_DIR / str(source) / "model.json" if str(source) in FAMILIES else Path(source)
+        if not path.is_file():
+            raise ConfigError(f"{source}: no such config (families: {', '.join(FAMILIES)}, or a model.json path)")
+        config = _inline(json.loads(path.read_text()), path.parent)
+    config = merge(config, overrides)
+    validate(config)
+    return config
+
+
+def validate(config: dict) -> None:
+    missing = [k for k in REQUIRED if k not in config]
+    if missing:
+        raise ConfigError(f"model config lacks sections {missing}")
+    unet = config["unet"]
+    latent = config["video"]["size"] // codec_factor(config)
+    if config["video"]["size"] % codec_factor(config):
+        raise ConfigError(f"video size {config['video']['size']} is not a multiple of the codec factor")
+    if latent % 2 ** (len(unet["block_out_channels"]) - 1):
+        raise ConfigError(f"latent size {latent} is not divisible by the UNet's downsampling")
+    if 2 ** (len(config["structure"]["channels"]) - 1) != codec_factor(config):
+        raise ConfigError("the structure encoder must downsample by the codec factor")
+
+
+def codec_factor(config: dict) -> int:
+    codec = config["codec"]
+    if codec["type"] == "space_to_depth":
+        return int(codec["factor"])
+    return 2 ** (len(codec["vae"]["block_out_channels"]) - 1)
+
+
+def to_json(config: dict) -> str:
+    return json.dumps(config, sort_keys=True, separators=(",", ":"))

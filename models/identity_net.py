@@ -1,0 +1,72 @@
+"""IdentityNet: a ReferenceNet-style UNet (decision, as in Animate Anyone, Hallo, EchoMimic) with
+IP-Adapter-style identity tokens.
+
+It runs once per generation, at timestep 0, on the VAE latents of the references. Its cross-attention
+is decoupled (text through the base K/V, identity tokens through their own), which is where a prompt
+edits the identity. Its output, IDENTITY, is the input of every spatial self-attention block plus the
+identity tokens. With R references, features and tokens are concatenated along tokens, so adding a
+reference adds evidence and the order of references does not matter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .attention import AttentionContext, IdentityBank, install_processors
+
+
+@dataclass
+class IdentityFeatures:
+    """The IDENTITY value.
+
+    `features[layer]` is `[C, R·N, ch]` with rows `conditions` — ("text", "null") when a prompt was given,
+    ("null",) otherwise — so text guidance and λ_text can reach IdentityNet's text edit. `tokens` is
+    `[1, R·N_id, D]`.
+    """
+
+    features: dict[str, torch.Tensor]
+    tokens: torch.Tensor
+    conditions: tuple[str, ...]
+    num_references: int
+
+    def bank(self, text_scale: float) -> IdentityBank:
+        """Rows (text, null) for the sampler, with IdentityNet's text edit scaled by λ_text:
+        features(λ) = null + λ·(text − null). λ = 1 is the prompt, λ = 0 no text at all."""
+        if "text" not in self.conditions:
+            return IdentityBank({k: v[:1] for k, v in self.features.items()})
+        t, n = self.conditions.index("text"), self.conditions.index("null")
+        rows = {}
+        for layer, feats in self.features.items():
+            text, null = feats[t: t + 1], feats[n: n + 1]
+            edited = text if text_scale == 1 else null + text_scale * (text - null)
+            rows[layer] = torch.cat([edited, null])
+        return IdentityBank(rows)
+
+    def to(self, device=None, dtype=None) -> IdentityFeatures:
+        move = lambda x: x.to(device=device, dtype=dtype)  # noqa: E731
+        return IdentityFeatures({k: move(v) for k, v in self.features.items()}, move(self.tokens),
+                                self.conditions, self.num_references)
+
+
+class IdentityNet(nn.Module):
+    def __init__(self, unet: nn.Module, identity_tokens: int):
+        super().__init__()
+        # Only the self-attention inputs are used: drop the output head, as Hallo's ReferenceNet does.
+        unet.conv_norm_out, unet.conv_act, unet.conv_out = None, None, nn.Identity()
+        install_processors(unet, "identity", streams=("identity",), num_tokens=(identity_tokens,))
+        self.unet = unet
+
+    def forward(self, reference_latents: torch.Tensor, text: torch.Tensor,
+                identity_tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+        """`reference_latents` `[R, C, h, w]`, `text` `[Ct, T, D]`, tokens `[1, N, D]` → `[Ct, R·hw, ch]` per layer."""
+        refs, conds = reference_latents.shape[0], text.shape[0]
+        sample = reference_latents.repeat(conds, 1, 1, 1)  # condition-major, then reference
+        context = text.repeat_interleave(refs, dim=0)
+        record: dict[str, torch.Tensor] = {}
+        ctx = AttentionContext(identity_tokens=identity_tokens, record=record)
+        timestep = torch.zeros(sample.shape[0], device=sample.device)
+        self.unet(sample, timestep, context, cross_attention_kwargs={"portraittalk": ctx})
+        return {layer: h.reshape(conds, refs * h.shape[1], h.shape[2]) for layer, h in record.items()}

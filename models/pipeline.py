@@ -1,0 +1,252 @@
+"""`PortraitTalkPipeline`: references + audio (+ prompt) → talking-face frames, the diffusers way.
+
+The stages are public, because the ComfyUI nodes call them one by one:
+`encode_prompt` → `encode_identity` (IdentityNet, once) → `encode_audio` → `conditioning` (the
+decoupled-attention patch) → `sample` → `decode`. `__call__` runs them all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .attention import StreamScales
+from .audio import (AudioFeatures, AudioInputError, features_per_frame, frame_windows, num_video_frames,
+                    prepare_waveform)
+from .components import Components, build_components, default_audio_encoder, load_components, save_components
+from .config import load_config
+from .identity_net import IdentityFeatures
+from .sampling import SamplingOptions, SamplingProgress, VideoConditioning, sample_video
+from .weights import read_model
+
+DEMO_MODEL = Path(__file__).resolve().parent.parent / "assets" / "portraittalk_demo.safetensors"
+
+
+@dataclass
+class AudioEmbeds:
+    """The AUDIO_EMBEDS value: `tokens` `[F, Na, D]`, one set per video frame."""
+
+    tokens: torch.Tensor
+    fps: float
+    num_frames: int
+    duration: float  # seconds of input audio
+
+
+@dataclass
+class PortraitTalkOutput:
+    frames: np.ndarray  # [F, H, W, 3] float32 in 0..1
+    fps: float
+    audio: np.ndarray  # [T] mono float32 at `sample_rate`, exactly F / fps seconds
+    sample_rate: int
+
+
+class ImageInputError(ValueError):
+    """An image that cannot be used, with a message that names it."""
+
+
+def images_to_tensor(images, size: int, *, name: str = "reference_images") -> torch.Tensor:
+    """PIL images, HWC arrays (uint8 or float 0..1) or a `[N, H, W, C]` batch → `[N, 3, size, size]` in 0..1.
+
+    Grey and RGBA inputs become RGB (alpha composited on white); non-square images are centre-cropped.
+    """
+    from PIL import Image
+
+    if isinstance(images, (Image.Image, np.ndarray, torch.Tensor)) and not (
+            hasattr(images, "ndim") and images.ndim == 4):
+        images = [images]
+    out = []
+    for i, image in enumerate(images):
+        label = f"{name}[{i}]"
+        if isinstance(image, Image.Image):
+            image = np.asarray(image.convert("RGBA") if "A" in image.getbands() else image.convert("RGB"))
+        arr = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+        if arr.ndim == 2:
+            arr = arr[..., None]
+        if arr.ndim != 3 or arr.shape[-1] not in (1, 3, 4) or min(arr.shape[:2]) < 1:
+            raise ImageInputError(f"{label}: expected an image [H, W, 1|3|4], got shape {tuple(arr.shape)}")
+        arr = arr.astype(np.float32) / (255.0 if arr.dtype == np.uint8 else 1.0)
+        if not np.isfinite(arr).all():
+            raise ImageInputError(f"{label}: contains NaN or infinite values")
+        if arr.shape[-1] == 4:
+            arr = arr[..., :3] * arr[..., 3:] + (1.0 - arr[..., 3:])
+        elif arr.shape[-1] == 1:
+            arr = np.repeat(arr, 3, axis=-1)
+        t = torch.from_numpy(np.clip(arr, 0, 1)).permute(2, 0, 1)[None]
+        h, w = t.shape[-2:]
+        side = min(h, w)
+        t = t[..., (h - side) // 2: (h - side) // 2 + side, (w - side) // 2: (w - side) // 2 + side]
+        t = torch.nn.functional.interpolate(t, size=(size, size), mode="bicubic", align_corners=False,
+                                            antialias=side > size).clamp(0, 1)
+        out.append(t)
+    if not out:
+        raise ImageInputError(f"{name}: no images given")
+    return torch.cat(out)
+
+
+class PortraitTalkPipeline:
+    def __init__(self, components: Components, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                 audio_encoder=None):
+        self.components = components
+        self.config = components.config
+        self.device, self.dtype = torch.device(device), dtype
+        self.audio_encoder = audio_encoder or default_audio_encoder(self.config)
+        components.to(self.device, dtype)
+        for module in components.modules().values():
+            module.eval()
+
+    # ------------------------------------------------------------------------------------------ files
+
+    @classmethod
+    def from_config(cls, config: str | dict = "tiny", *, seed: int | None = 0, **kwargs) -> PortraitTalkPipeline:
+        """Random weights, with temporal, structure and new-stream outputs zero-initialised."""
+        if seed is not None:
+            torch.manual_seed(seed)
+        return cls(build_components(load_config(config)), **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path = "demo", **kwargs) -> PortraitTalkPipeline:
+        """A `.safetensors` model file or folder; "demo" is the bundled tiny model."""
+        path = DEMO_MODEL if str(path) == "demo" else Path(path)
+        state, config = read_model(path)
+        return cls(load_components(config, state, path), **kwargs)
+
+    def save_pretrained(self, path: str | Path, extra: dict | None = None) -> Path:
+        return save_components(self.components, path, extra)
+
+    # ----------------------------------------------------------------------------------------- stages
+
+    @property
+    def size(self) -> int:
+        return int(self.config["video"]["size"])
+
+    @property
+    def fps(self) -> float:
+        return float(self.config["video"]["fps"])
+
+    @torch.no_grad()
+    def encode_prompt(self, prompt: str | None) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(prompt embedding or None, empty-prompt embedding), each `[1, T, D]`."""
+        encoder = self.components.text_encoder
+        if encoder is None:
+            raise ValueError("this model has no text encoder of its own; pass text embeddings (CONDITIONING)")
+        text = encoder([prompt or "", ""]).to(self.dtype)
+        return (text[:1] if prompt and prompt.strip() else None), text[1:]
+
+    @torch.no_grad()
+    def encode_references(self, images) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images → (latents `[R, C, h, w]`, pixels `[R, 3, H, W]` in 0..1) at the model's resolution."""
+        pixels = images_to_tensor(images, self.size).to(self.device)
+        latents = self.components.codec.encode((pixels * 2 - 1).to(self.dtype))
+        return latents, pixels
+
+    @torch.no_grad()
+    def identity_tokens(self, pixels: torch.Tensor | None = None, image_embeds: torch.Tensor | None = None) -> torch.Tensor:
+        """Identity tokens `[1, R·N, D]` from reference pixels (own image encoder) or image embeddings
+        `[R, E]` (e.g. ComfyUI's CLIP_VISION output), all references concatenated."""
+        if image_embeds is None:
+            if self.components.image_encoder is None:
+                raise ValueError("this model has no image encoder of its own; pass image embeddings (CLIP vision)")
+            image_embeds = self.components.image_encoder(pixels.to(self.device))
+        tokens = self.components.image_proj(image_embeds.to(self.device, self.dtype))
+        return tokens.reshape(1, -1, tokens.shape[-1])
+
+    @torch.no_grad()
+    def encode_identity(self, reference_latents: torch.Tensor, tokens: torch.Tensor, text: torch.Tensor | None,
+                        null_text: torch.Tensor) -> IdentityFeatures:
+        """Run IdentityNet once: on the prompt and the empty prompt when there is a prompt, else on the empty one."""
+        conditions = ("text", "null") if text is not None else ("null",)
+        context = torch.cat([text, null_text]) if text is not None else null_text
+        features = self.components.identity_net(reference_latents.to(self.device, self.dtype),
+                                                context.to(self.device, self.dtype), tokens)
+        return IdentityFeatures(features, tokens, conditions, reference_latents.shape[0])
+
+    def audio_features(self, waveform, sample_rate: int) -> tuple[AudioFeatures, int]:
+        """Encoder features and the number of samples at 16 kHz (the clip's length)."""
+        if self.audio_encoder is None:
+            raise ValueError("this model's audio encoder needs weights; load one (e.g. wav2vec2) or pass features")
+        wav = prepare_waveform(waveform, sample_rate)
+        return self.audio_encoder(wav), len(wav)
+
+    @torch.no_grad()
+    def encode_audio(self, waveform=None, sample_rate: int | None = None, *, features: AudioFeatures | None = None,
+                     num_samples: int | None = None, fps: float | None = None) -> AudioEmbeds:
+        """Audio (or precomputed encoder features and the clip length in 16 kHz samples) → AUDIO_EMBEDS."""
+        fps = float(fps or self.fps)
+        if features is None:
+            features, num_samples = self.audio_features(waveform, sample_rate)
+        num_frames = num_video_frames(num_samples, 16000, fps)
+        if num_frames < 1:
+            raise AudioInputError("audio: shorter than one video frame")
+        per_frame = features_per_frame(features, num_frames, fps)
+        windows = frame_windows(per_frame, int(self.config["audio"]["window_radius"]))
+        proj = self.components.audio_proj
+        tokens = torch.cat([proj(windows[i: i + 256].to(self.device, self.dtype)).cpu()
+                            for i in range(0, num_frames, 256)])
+        return AudioEmbeds(tokens, fps, num_frames, num_samples / 16000)
+
+    def conditioning(self, *, null_text: torch.Tensor, text: torch.Tensor | None = None,
+                     identity: IdentityFeatures | None = None, audio: AudioEmbeds | None = None,
+                     text_scale: float = 1.0, identity_scale: float = 1.0, audio_scale: float = 1.0,
+                     step_range: tuple[float, float] = (0.0, 1.0)) -> VideoConditioning:
+        """The decoupled-attention patch: bind the streams and their λs (nothing is mutated)."""
+        return VideoConditioning(null_text=null_text, text=text, identity=identity,
+                                 audio_tokens=audio.tokens if audio is not None else None,
+                                 scales=StreamScales(text_scale, identity_scale, audio_scale), step_range=step_range)
+
+    def latent_shape(self, size: int | None = None) -> tuple[int, int, int]:
+        codec = self.components.codec
+        factor = codec.factor if codec is not None else 8
+        channels = self.config["unet"]["in_channels"]
+        return channels, (size or self.size) // factor, (size or self.size) // factor
+
+    def sample(self, conditioning: VideoConditioning, options: SamplingOptions, size: int | None = None) -> torch.Tensor:
+        return sample_video(self.components.animate_net, conditioning, options, self.latent_shape(size),
+                            self.config["scheduler"])
+
+    def decode(self, latents: torch.Tensor, chunk: int = 8, on_chunk=None) -> torch.Tensor:
+        """Latents → frames `[F, H, W, 3]` in 0..1 (CPU float32)."""
+        images = self.components.codec.decode(latents.to(self.device), chunk=chunk, on_chunk=on_chunk)
+        return ((images + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).contiguous()
+
+    # ------------------------------------------------------------------------------------------- all
+
+    def __call__(self, reference_images, audio, sample_rate: int, prompt: str | None = None, *,
+                 text_scale: float = 1.0, identity_scale: float = 1.0, audio_scale: float = 1.0,
+                 text_guidance_scale: float | None = None, audio_guidance_scale: float | None = None,
+                 num_inference_steps: int | None = None, scheduler: str | None = None, karras: bool = False,
+                 seed: int = 0, window: int | None = None, overlap: int | None = None, structure=None,
+                 callback=None) -> PortraitTalkOutput:
+        defaults = self.config["sampling"]
+        text, null_text = self.encode_prompt(prompt)
+        latents, pixels = self.encode_references(reference_images)
+        tokens = self.identity_tokens(pixels)
+        identity = self.encode_identity(latents, tokens, text, null_text)
+        embeds = self.encode_audio(audio, sample_rate)
+        cond = self.conditioning(null_text=null_text, text=text, identity=identity, audio=embeds,
+                                 text_scale=text_scale, identity_scale=identity_scale, audio_scale=audio_scale)
+        options = SamplingOptions(
+            num_frames=embeds.num_frames, steps=num_inference_steps or defaults["steps"],
+            scheduler=scheduler or defaults["scheduler"], karras=karras, seed=seed,
+            text_guidance=defaults["text_guidance"] if text_guidance_scale is None else text_guidance_scale,
+            audio_guidance=defaults["audio_guidance"] if audio_guidance_scale is None else audio_guidance_scale,
+            window=window or defaults["window"], overlap=defaults["overlap"] if overlap is None else overlap,
+            structure=structure, callback=callback)
+        frames = self.decode(self.sample(cond, options))
+        return PortraitTalkOutput(frames.numpy(), embeds.fps, trim_audio(audio, sample_rate, embeds.num_frames, embeds.fps),
+                                  int(sample_rate))
+
+
+def trim_audio(waveform, sample_rate: int, num_frames: int, fps: float) -> np.ndarray:
+    """The input audio as mono, cut or zero-padded to exactly `num_frames / fps` seconds."""
+    wav = waveform.detach().cpu().float().numpy() if isinstance(waveform, torch.Tensor) else np.asarray(waveform, np.float32)
+    while wav.ndim > 1:
+        wav = wav.mean(axis=0)
+    length = int(round(num_frames / fps * sample_rate))
+    return np.pad(wav[:length], (0, max(0, length - len(wav[:length])))).astype(np.float32)
+
+
+__all__ = ["PortraitTalkPipeline", "PortraitTalkOutput", "AudioEmbeds", "SamplingProgress", "images_to_tensor",
+           "trim_audio"]

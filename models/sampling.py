@@ -1,0 +1,242 @@
+"""The sampler: diffusers schedulers, compositional guidance, and context windows.
+
+One denoising step runs every context window through AnimateNet, with all guidance passes of a window
+in one batched forward, blends the windows' predictions with weights that taper at window edges, and
+takes one scheduler step on the whole sequence. Everything that does not change during sampling
+(IdentityNet features and their K/V, text, audio tokens) is computed before the loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from .attention import AttentionContext, StreamScales
+from .identity_net import IdentityFeatures
+
+SCHEDULERS = ("ddim", "euler", "dpmpp_2m")
+
+
+def make_scheduler(name: str, base_config: dict, karras: bool = False):
+    """A diffusers scheduler from the model's training-schedule config."""
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
+
+    config = dict(base_config)
+    if name == "ddim":
+        if karras:
+            raise ValueError("Karras sigmas apply to 'euler' and 'dpmpp_2m', not 'ddim'")
+        return DDIMScheduler.from_config(config)
+    if name == "euler":
+        return EulerDiscreteScheduler.from_config({**config, "use_karras_sigmas": karras})
+    if name == "dpmpp_2m":
+        return DPMSolverMultistepScheduler.from_config(
+            {**config, "algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": karras})
+    raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
+
+
+# ---------------------------------------------------------------------------------------------- guidance
+
+
+@dataclass(frozen=True)
+class GuidancePass:
+    text: bool
+    audio: bool
+    weight: float
+
+
+def guidance_passes(text_guidance: float, audio_guidance: float, has_text: bool, has_audio: bool) -> list[GuidancePass]:
+    """Compositional guidance over text and audio (DESIGN.md §2) as a weighted sum of passes:
+
+    `ε = ε(∅) + s_txt·(ε(txt) − ε(∅)) + s_a·(ε(txt,a) − ε(txt))`.
+
+    A scale of 1 drops the pass that only its term needs. With s_a = 1 and s_txt ≠ 1, text guidance is
+    taken with the audio present, `ε(a) + s_txt·(ε(txt,a) − ε(a))`, which needs two passes, not three.
+    """
+    s_t = text_guidance if has_text else 1.0
+    s_a = audio_guidance if has_audio else 1.0
+    full = GuidancePass(has_text, has_audio, 1.0)
+    if s_t == 1 and s_a == 1:
+        return [full]
+    if s_t == 1:
+        return [GuidancePass(has_text, False, 1 - s_a), GuidancePass(has_text, True, s_a)]
+    if s_a == 1:
+        return [GuidancePass(False, has_audio, 1 - s_t), GuidancePass(True, has_audio, s_t)]
+    return [GuidancePass(False, False, 1 - s_t), GuidancePass(True, False, s_t - s_a), GuidancePass(True, True, s_a)]
+
+
+# ------------------------------------------------------------------------------------------------ windows
+
+
+def context_windows(num_frames: int, window: int, overlap: int) -> list[tuple[int, int]]:
+    """[start, end) windows of `window` frames, `overlap` frames shared by neighbours, the last aligned
+    to the end. A video no longer than one window is one window."""
+    if window <= 0 or overlap < 0 or overlap >= window:
+        raise ValueError(f"need window > overlap >= 0, got window={window}, overlap={overlap}")
+    if num_frames <= window:
+        return [(0, num_frames)]
+    stride = window - overlap
+    starts = list(range(0, num_frames - window, stride)) + [num_frames - window]
+    return [(s, s + window) for s in dict.fromkeys(starts)]
+
+
+def window_weights(start: int, end: int, num_frames: int, overlap: int) -> torch.Tensor:
+    """Blend weights: a linear ramp over `overlap` frames at edges shared with a neighbour, 1 elsewhere;
+    never zero, so every frame is covered."""
+    length = end - start
+    ramp = torch.arange(1, length + 1, dtype=torch.float32) / (overlap + 1)
+    weights = torch.ones(length)
+    if start > 0:
+        weights = torch.minimum(weights, ramp)
+    if end < num_frames:
+        weights = torch.minimum(weights, ramp.flip(0))
+    return weights
+
+
+# ------------------------------------------------------------------------------------------ conditioning
+
+
+@dataclass
+class VideoConditioning:
+    """Everything AnimateNet is conditioned on for one video: what the decoupled-attention patch binds.
+
+    `text` / `null_text` are `[1, T, D]` (the prompt and the empty prompt); `audio_tokens` `[F, Na, D]`;
+    `step_range` is the fraction of the schedule (start, end) in which the λs apply — outside it,
+    identity and audio are off and text is at 1.
+    """
+
+    null_text: torch.Tensor
+    text: torch.Tensor | None = None
+    identity: IdentityFeatures | None = None
+    audio_tokens: torch.Tensor | None = None
+    scales: StreamScales = StreamScales()
+    step_range: tuple[float, float] = (0.0, 1.0)
+
+    def scales_at(self, step: int, num_steps: int) -> StreamScales:
+        frac = step / max(1, num_steps - 1) if num_steps > 1 else 0.0
+        start, end = self.step_range
+        return self.scales if start <= frac <= end else StreamScales(text=1.0, identity=0.0, audio=0.0)
+
+
+@dataclass
+class SamplingProgress:
+    """Reported after every window of every step; `denoised` (the x0 estimate of the whole video) is set
+    after the last window of a step."""
+
+    step: int
+    num_steps: int
+    window: int
+    num_windows: int
+    denoised: torch.Tensor | None = None
+
+    @property
+    def completed(self) -> int:
+        return self.step * self.num_windows + self.window + 1
+
+    @property
+    def total(self) -> int:
+        return self.num_steps * self.num_windows
+
+
+@dataclass
+class SamplingOptions:
+    num_frames: int
+    steps: int = 20
+    scheduler: str = "ddim"
+    karras: bool = False
+    seed: int = 0
+    text_guidance: float = 1.0
+    audio_guidance: float = 1.0
+    window: int = 16
+    overlap: int = 4
+    structure: torch.Tensor | None = None  # [1 or F, 1, H, W] in 0..1
+    callback: Callable[[SamplingProgress], None] | None = field(default=None, repr=False)
+
+
+def initial_noise(shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    """Noise from a CPU generator, so a seed gives the same video on every device."""
+    return torch.randn(shape, generator=torch.Generator("cpu").manual_seed(int(seed)), dtype=torch.float32)
+
+
+class WindowDenoiser:
+    """Runs AnimateNet on one window with all guidance passes batched, and combines them."""
+
+    def __init__(self, animate_net, conditioning: VideoConditioning, passes: list[GuidancePass], dtype, device):
+        self.net, self.cond, self.passes = animate_net, conditioning, passes
+        self.dtype, self.device = dtype, device
+        cond = conditioning
+        prompt = cond.text if cond.text is not None else cond.null_text
+        self.text = torch.cat([prompt if p.text else cond.null_text for p in passes]).to(device, dtype)
+        self.banks = {}  # per λ_text: IdentityNet features and their K/V, built once per generation
+        self.identity_tokens = cond.identity.tokens.to(device, dtype) if cond.identity is not None else None
+
+    def _bank(self, text_scale: float):
+        if self.cond.identity is None:
+            return None
+        if text_scale not in self.banks:
+            self.banks[text_scale] = self.cond.identity.to(self.device, self.dtype).bank(text_scale)
+        return self.banks[text_scale]
+
+    def __call__(self, latents: torch.Tensor, t, start: int, end: int, scales: StreamScales,
+                 structure: torch.Tensor | None) -> torch.Tensor:
+        frames, n = end - start, len(self.passes)
+        batch = latents.to(self.device, self.dtype).unsqueeze(0).expand(n, *latents.shape)
+        audio = None
+        if self.cond.audio_tokens is not None and scales.audio != 0:
+            tokens = self.cond.audio_tokens[start:end].to(self.device, self.dtype)
+            audio = torch.cat([tokens if p.audio else torch.zeros_like(tokens) for p in self.passes])
+        bank = self._bank(scales.text) if scales.identity != 0 else None
+        rows = None
+        if bank is not None and len(next(iter(bank.features.values()))) > 1:  # row 0: prompt, row 1: null
+            rows = torch.tensor([0 if p.text else 1 for p in self.passes], device=self.device).repeat_interleave(frames)
+        ctx = AttentionContext(scales=scales, identity_tokens=self.identity_tokens, audio_tokens=audio, bank=bank,
+                               condition_rows=rows)
+        if structure is not None:
+            structure = structure[start:end] if structure.shape[0] > 1 else structure.expand(frames, -1, -1, -1)
+            structure = structure.to(self.device, self.dtype)
+        timestep = torch.as_tensor(t, device=self.device).expand(n)
+        preds = self.net(batch, timestep, self.text, ctx, structure).float()
+        weights = torch.tensor([p.weight for p in self.passes], device=preds.device).view(n, 1, 1, 1, 1)
+        return (preds * weights).sum(0).to(latents.device)
+
+
+@torch.no_grad()
+def sample_video(animate_net, conditioning: VideoConditioning, options: SamplingOptions, latent_shape: tuple[int, int, int],
+                 scheduler_config: dict) -> torch.Tensor:
+    """Denoise a whole video; returns latents `[F, C, h, w]` (float32, CPU)."""
+    param = next(animate_net.parameters())
+    device, dtype = param.device, param.dtype
+    max_window = animate_net.unet.config.motion_max_seq_length
+    if options.window > max_window:
+        raise ValueError(f"window {options.window} exceeds the temporal layers' maximum of {max_window} frames")
+    scheduler = make_scheduler(options.scheduler, scheduler_config, options.karras)
+    scheduler.set_timesteps(options.steps)
+    frames = options.num_frames
+    latents = initial_noise((frames, *latent_shape), options.seed) * scheduler.init_noise_sigma
+    has_text = conditioning.text is not None
+    has_audio = conditioning.audio_tokens is not None
+    passes = guidance_passes(options.text_guidance, options.audio_guidance, has_text, has_audio)
+    denoise = WindowDenoiser(animate_net, conditioning, passes, dtype, device)
+    windows = context_windows(frames, options.window, options.overlap)
+    weights = [window_weights(s, e, frames, options.overlap) for s, e in windows]
+    timesteps = scheduler.timesteps
+    for step, t in enumerate(timesteps):
+        scales = conditioning.scales_at(step, len(timesteps))
+        model_input = scheduler.scale_model_input(latents, t)
+        blended = torch.zeros_like(latents)
+        total = torch.zeros(frames)
+        for index, ((start, end), w) in enumerate(zip(windows, weights)):
+            pred = denoise(model_input[start:end], t, start, end, scales, options.structure)
+            blended[start:end] += pred * w.view(-1, 1, 1, 1)
+            total[start:end] += w
+            if options.callback is not None and index < len(windows) - 1:
+                options.callback(SamplingProgress(step, len(timesteps), index, len(windows)))
+        blended /= total.view(-1, 1, 1, 1)
+        result = scheduler.step(blended, t, latents)
+        latents = result.prev_sample
+        if options.callback is not None:
+            denoised = getattr(result, "pred_original_sample", None)
+            options.callback(SamplingProgress(step, len(timesteps), len(windows) - 1, len(windows),
+                                              denoised if denoised is not None else latents))
+    return latents

@@ -1,0 +1,40 @@
+"""The structure encoder: per-frame face-region maps to a residual added after AnimateNet's `conv_in`.
+
+This is the "face locator" of Hallo and EchoMimic (DESIGN.md §2, decision): 3×3 convolutions with SiLU,
+halving the resolution once per channel step until it matches the latent grid, and a zero-initialised
+last layer, so an untrained encoder leaves the UNet unchanged. The layer names match Hallo's
+`face_locator`, so its weights load as they are.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class StructureEncoder(nn.Module):
+    def __init__(self, in_channels: int = 1, channels: tuple[int, ...] = (16, 32, 64, 128), out_channels: int = 320):
+        super().__init__()
+        self.in_channels = in_channels
+        self.conv_in = nn.Conv2d(in_channels, channels[0], 3, padding=1)
+        blocks = []
+        for c_in, c_out in zip(channels[:-1], channels[1:]):
+            blocks.append(nn.Conv2d(c_in, c_in, 3, padding=1))
+            blocks.append(nn.Conv2d(c_in, c_out, 3, padding=1, stride=2))
+        self.blocks = nn.ModuleList(blocks)
+        self.conv_out = nn.Conv2d(channels[-1], out_channels, 3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+
+    @property
+    def downscale(self) -> int:
+        return 2 ** (len(self.blocks) // 2)
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        """`maps` `[N, 1 or in_channels, H, W]` in 0..1 → `[N, out_channels, H / downscale, W / downscale]`."""
+        if maps.shape[1] != self.in_channels:
+            maps = maps.expand(-1, self.in_channels, -1, -1) if maps.shape[1] == 1 else maps
+        x = nn.functional.silu(self.conv_in(maps))
+        for block in self.blocks:
+            x = nn.functional.silu(block(x))
+        return self.conv_out(x)

@@ -1,0 +1,179 @@
+"""Reading and writing model files, safely.
+
+- A PortraitTalk model is one `.safetensors` file whose metadata holds its config (JSON), or a folder of
+  such files. Tensor names are `<component>.<module key>`.
+- Other files (SD-1.5 single-file checkpoints, AnimateDiff motion modules, Hallo's `net.pth`) are read
+  with safetensors or `torch.load(..., weights_only=True)`: nothing in a file is ever executed, and the
+  metadata is parsed as JSON, never evaluated.
+- Every failure raises `ModelFileError`, naming the file, what was expected and what was found.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+
+import torch
+
+from .config import ConfigError, to_json, validate
+
+FORMAT = "portraittalk"
+VERSION = "1"
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+MAX_HEADER = 100 * 1024 * 1024  # a safetensors header larger than this is hostile, not a model
+
+
+class ModelFileError(ValueError):
+    def __init__(self, path, problem: str):
+        super().__init__(f"{path}: {problem}")
+        self.path = str(path)
+
+
+def _check_safetensors_header(path: Path) -> dict:
+    """Validate the header before safetensors maps the file: length, JSON, dtypes and offsets."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise ModelFileError(path, f"not a safetensors file: {size} bytes is too short for a header")
+        (length,) = struct.unpack("<Q", head)
+        if length > min(MAX_HEADER, size - 8):
+            raise ModelFileError(path, f"corrupt safetensors header: it claims {length} bytes, the file has {size}")
+        try:
+            header = json.loads(f.read(length))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ModelFileError(path, f"corrupt safetensors header (not JSON: {err})") from None
+    if not isinstance(header, dict):
+        raise ModelFileError(path, "corrupt safetensors header (not a JSON object)")
+    data = size - 8 - length
+    spans = []
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            start, end = (int(x) for x in info["data_offsets"])
+            dtype, shape = str(info["dtype"]), [int(x) for x in info["shape"]]
+        except (KeyError, TypeError, ValueError):
+            raise ModelFileError(path, f"corrupt safetensors header entry {name!r}") from None
+        if not 0 <= start <= end <= data:
+            raise ModelFileError(path, f"tensor {name!r} lies outside the file (offsets {start}..{end}, data {data} bytes)"
+                                 + ("; the file is probably truncated" if end > data else ""))
+        if any(d < 0 for d in shape):
+            raise ModelFileError(path, f"tensor {name!r} has a negative dimension {shape}")
+        spans.append((start, end, name))
+    spans.sort()
+    for (s1, e1, n1), (s2, e2, n2) in zip(spans, spans[1:]):
+        if s2 < e1:
+            raise ModelFileError(path, f"tensors {n1!r} and {n2!r} overlap in the file")
+    return header
+
+
+def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """State dict and metadata of a safetensors file, with errors that name the file."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(path, "no such file")
+    header = _check_safetensors_header(path)
+    metadata = header.get("__metadata__") or {}
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, ValueError, RuntimeError, OSError) as err:
+        raise ModelFileError(path, f"cannot read tensors ({err})") from None
+    return tensors, dict(metadata)
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Weights from safetensors or, for pickle-format checkpoints, `torch.load(weights_only=True)`, which
+    refuses anything but tensors and plain containers."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        return read_safetensors(path)[0]
+    if not path.is_file():
+        raise ModelFileError(path, "no such file")
+    try:
+        data = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # the unpickler's refusals and corrupt archives alike
+        raise ModelFileError(path, f"not a weights-only checkpoint; refusing to unpickle it ({type(err).__name__}: "
+                             f"{str(err).splitlines()[0] if str(err) else ''})") from None
+    while isinstance(data, dict) and "state_dict" in data and isinstance(data["state_dict"], dict):
+        data = data["state_dict"]
+    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise ModelFileError(path, "expected a mapping of tensor names to tensors")
+    return data
+
+
+def save_model(path: str | os.PathLike, state: dict[str, torch.Tensor], config: dict, extra: dict | None = None) -> Path:
+    """Write a PortraitTalk model file (atomically: a half-written file never replaces a good one)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    metadata = {"format": FORMAT, "version": VERSION, "config": to_json(config)}
+    metadata.update({k: str(v) for k, v in (extra or {}).items()})
+    tmp = path.with_name(path.name + ".partial")
+    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+    return path
+
+
+def model_files(path: str | os.PathLike) -> list[Path]:
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(path.glob("*.safetensors"))
+        if not files:
+            raise ModelFileError(path, "folder holds no .safetensors model files")
+        return files
+    if path.suffix in PICKLE_SUFFIXES:
+        raise ModelFileError(path, f"'{path.suffix}' files are pickles; PortraitTalk models are .safetensors "
+                             "(convert Hallo weights with `portraittalk convert hallo`)")
+    return [path]
+
+
+def read_model(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+    """A PortraitTalk model file or folder → (state dict, config). The config comes from the first file
+    whose metadata has one."""
+    state: dict[str, torch.Tensor] = {}
+    config = None
+    for file in model_files(path):
+        tensors, metadata = read_safetensors(file)
+        if metadata.get("format") == FORMAT and "config" in metadata and config is None:
+            try:
+                config = json.loads(metadata["config"])
+                validate(config)
+            except (json.JSONDecodeError, ConfigError, TypeError, KeyError) as err:
+                raise ModelFileError(file, f"its PortraitTalk config is invalid ({err})") from None
+        state.update(tensors)
+    if config is None:
+        raise ModelFileError(path, "not a PortraitTalk model: no safetensors metadata 'format': 'portraittalk' with "
+                             "a config (is it an SD, AnimateDiff or Hallo file? see `portraittalk convert`)")
+    return state, config
+
+
+def split_components(state: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+    parts: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in state.items():
+        component, _, rest = key.partition(".")
+        parts.setdefault(component, {})[rest] = value
+    return parts
+
+
+def load_component(module: torch.nn.Module, state: dict[str, torch.Tensor], name: str, source) -> None:
+    """Load one component strictly, turning shape and key mismatches into a `ModelFileError`."""
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [f"{k}: file {tuple(state[k].shape)}, model {tuple(expected[k].shape)}"
+             for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or unexpected or wrong:
+        def show(items):
+            return ", ".join(items[:3]) + (f" (+{len(items) - 3} more)" if len(items) > 3 else "")
+        problems = [f"{len(missing)} missing keys: {show(missing)}" if missing else "",
+                    f"{len(unexpected)} unexpected keys: {show(unexpected)}" if unexpected else "",
+                    f"{len(wrong)} shape mismatches: {show(wrong)}" if wrong else ""]
+        raise ModelFileError(source, f"{name} does not match its config: " + "; ".join(p for p in problems if p))
+    module.load_state_dict(state, strict=True)
