@@ -103,7 +103,7 @@ class MelEncoder:
 
     name = "mel"
 
-    def __init__(self, n_mels: int = 80, n_fft: int = 1024, hop: int = 160, floor_db: float = -50.0):
+    def __init__(self, n_mels: int = 80, n_fft: int = 1024, hop: int = 160, floor_db: float = -60.0):
         self.n_mels, self.n_fft, self.hop, self.floor_db = n_mels, n_fft, hop, floor_db
 
     @property
@@ -116,7 +116,7 @@ class MelEncoder:
         mel = librosa.feature.melspectrogram(y=wav16k, sr=SAMPLE_RATE, n_fft=self.n_fft, hop_length=self.hop,
                                              n_mels=self.n_mels, center=True)
         db = librosa.power_to_db(mel, ref=1.0, amin=10 ** (self.floor_db / 10), top_db=None)
-        scaled = (db - self.floor_db) / (-self.floor_db / 2) - 1.0  # floor → -1, 0 dB → +1
+        scaled = (db - self.floor_db) / 40.0 - 1.0  # floor (-60 dB) → -1, -20 dB → 0, +20 dB → +1
         values = torch.from_numpy(scaled.T.astype(np.float32))[:, None, :]
         return AudioFeatures(values, rate=SAMPLE_RATE / self.hop, offset=0.0, encoder=self.name)
 

@@ -127,8 +127,8 @@ def _restore_buffers(module: nn.Module, config: dict) -> None:
             sub.position_ids.copy_(torch.arange(sub.position_ids.shape[-1]).expand_as(sub.position_ids))
 
 
-def save_components(components: Components, path, extra: dict | None = None):
-    return save_model(path, components.state_dict(), components.config, extra)
+def save_components(components: Components, path, extra: dict | None = None, dtype: torch.dtype | None = None):
+    return save_model(path, components.state_dict(), components.config, extra, dtype)
 
 
 def default_audio_encoder(config: dict):

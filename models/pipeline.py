@@ -113,8 +113,9 @@ class PortraitTalkPipeline:
         state, config = read_model(path)
         return cls(load_components(config, state, path), **kwargs)
 
-    def save_pretrained(self, path: str | Path, extra: dict | None = None) -> Path:
-        return save_components(self.components, path, extra)
+    def save_pretrained(self, path: str | Path, extra: dict | None = None, dtype: torch.dtype | None = None) -> Path:
+        """One `.safetensors` file with the config in its metadata; `dtype` (e.g. float16) shrinks it."""
+        return save_components(self.components, path, extra, dtype)
 
     # ----------------------------------------------------------------------------------------- stages
 

@@ -96,7 +96,12 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise ModelFileError(path, "no such file")
     try:
-        data = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        try:
+            data = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as err:  # files from old torch versions cannot be memory-mapped
+            if "mmap" not in str(err):
+                raise
+            data = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as err:  # the unpickler's refusals and corrupt archives alike
         raise ModelFileError(path, f"not a weights-only checkpoint; refusing to unpickle it ({type(err).__name__}: "
                              f"{str(err).splitlines()[0] if str(err) else ''})") from None
@@ -107,8 +112,10 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return data
 
 
-def save_model(path: str | os.PathLike, state: dict[str, torch.Tensor], config: dict, extra: dict | None = None) -> Path:
-    """Write a PortraitTalk model file (atomically: a half-written file never replaces a good one)."""
+def save_model(path: str | os.PathLike, state: dict[str, torch.Tensor], config: dict, extra: dict | None = None,
+               dtype: torch.dtype | None = None) -> Path:
+    """Write a PortraitTalk model file (atomically: a half-written file never replaces a good one).
+    `dtype` converts floating-point tensors, e.g. to float16 for a smaller file."""
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -116,7 +123,11 @@ def save_model(path: str | os.PathLike, state: dict[str, torch.Tensor], config: 
     metadata = {"format": FORMAT, "version": VERSION, "config": to_json(config)}
     metadata.update({k: str(v) for k, v in (extra or {}).items()})
     tmp = path.with_name(path.name + ".partial")
-    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp), metadata=metadata)
+    def prepare(v: torch.Tensor) -> torch.Tensor:
+        v = v.detach().cpu()
+        return (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous()
+
+    save_file({k: prepare(v) for k, v in state.items()}, str(tmp), metadata=metadata)
     os.replace(tmp, path)
     return path
 
