@@ -11,14 +11,15 @@ from .cli import eval_main
 from .evaluate import DEFAULT_METRICS, METRICS, evaluate, summary_row
 from .folder import evaluate_folder, write_tables
 from .frechet import fid, frechet_distance, frechet_distance_features, gaussian_stats
+from .fvd import build_i3d, fvd
 from .identity import ClipVisionEmbedder, ColourHistogramEmbedder, csim
 from .lmd import lmd
 from .plot import plot_mouth_vs_audio
 from .syncnet import build_syncnet, load_syncnet, sync_metrics, sync_scores, syncnet_mfcc
 
 __all__ = [
-    "DEFAULT_METRICS", "METRICS", "ClipVisionEmbedder", "ColourHistogramEmbedder", "adfd", "build_syncnet",
-    "csim", "eval_main", "evaluate", "evaluate_folder", "fid", "frechet_distance", "frechet_distance_features",
+    "DEFAULT_METRICS", "METRICS", "ClipVisionEmbedder", "ColourHistogramEmbedder", "adfd", "build_i3d", "build_syncnet",
+    "csim", "eval_main", "evaluate", "evaluate_folder", "fid", "frechet_distance", "frechet_distance_features", "fvd",
     "gaussian_stats", "landmark_jitter", "lmd", "load_syncnet", "loudness_envelope", "onset_envelope",
     "plot_mouth_vs_audio", "summary_row", "sync_metrics", "sync_scores", "syncnet_mfcc", "to_mono_16k",
     "write_tables",

@@ -90,20 +90,34 @@ def test_frechet_distance_matches_the_closed_form_for_gaussians():
     assert np.isfinite(frechet_distance_features(rng.standard_normal((5, 20)), rng.standard_normal((5, 20))))
 
 
-def test_fid_runs_with_local_weights_and_names_missing_paths(tmp_path):
+def test_inception_features_load_local_weights_and_fid_names_missing_paths(tmp_path):
     from safetensors.torch import save_file
     from torchvision.models import inception_v3
 
+    from comfyui_portraittalk.evaluation.frechet import InceptionFeatures
     torch.manual_seed(0)
     model = inception_v3(weights=None, aux_logits=True, init_weights=False)
     path = tmp_path / "inception.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
     a = draw_talking_clip([0, 8], size=64)
-    b = draw_talking_clip([12, 2], size=64, skin=(120, 80, 55))
-    r = fid(a, b, path)
-    assert np.isfinite(r["value"]) and r["value"] >= 0 and "inception" in r["model"]
+    feats = InceptionFeatures(path)(a)
+    assert feats.shape == (2, 2048) and np.isfinite(feats).all()
     with pytest.raises(FileNotFoundError, match="missing-inception.safetensors"):
-        fid(a, b, tmp_path / "missing-inception.safetensors")
+        fid(a, a, tmp_path / "missing-inception.safetensors")
+
+
+def test_fid_compares_feature_sets():
+    class MeanColour:  # a stand-in extractor: FID's plumbing, without a 2048-d eigendecomposition
+        name, version = "mean-colour", "test"
+
+        def __call__(self, images):
+            return images.reshape(len(images), -1, 3).mean(axis=1) / 255.0
+
+    a = draw_talking_clip([0, 4, 8, 12], size=32, head_motion=0.05)
+    b = draw_talking_clip([12, 8, 4, 0], size=32, head_motion=0.05, seed=3)
+    c = draw_talking_clip([0, 4, 8, 12], size=32, skin=(120, 80, 55), background=(200, 60, 60))
+    near, far = fid(a, b, None, extractor=MeanColour()), fid(a, c, None, extractor=MeanColour())
+    assert near["value"] < far["value"] and far["model"] == "mean-colour" and near["images"] == [4, 4]
 
 
 def test_weights_loader_refuses_pickled_objects(tmp_path):
@@ -160,3 +174,33 @@ def test_sync_metrics_run_end_to_end_with_random_weights(tmp_path):
     assert len(frames) - 5 <= r["windows"] <= len(frames) - 4
     with pytest.raises(FileNotFoundError, match="nowhere.model"):
         load_syncnet(tmp_path / "nowhere.model")
+
+
+# ---------------------------------------------------------------- FVD
+
+def test_i3d_has_the_pytorch_i3d_parameter_names():
+    from comfyui_portraittalk.evaluation import build_i3d
+    keys = set(build_i3d().state_dict())
+    for k in ("Conv3d_1a_7x7.conv3d.weight", "Conv3d_1a_7x7.bn.running_var", "Conv3d_2c_3x3.conv3d.weight",
+              "Mixed_3b.b0.conv3d.weight", "Mixed_3b.b1a.bn.weight", "Mixed_4f.b2b.conv3d.weight",
+              "Mixed_5c.b3b.bn.running_mean", "logits.conv3d.weight", "logits.conv3d.bias"):
+        assert k in keys, k
+    assert not any("b3a" in k for k in keys)  # the pool branch has no parameters
+    assert build_i3d().state_dict()["Mixed_5c.b0.conv3d.weight"].shape == (384, 832, 1, 1, 1)
+
+
+def test_fvd_runs_with_local_weights_and_orders_videos(tmp_path):
+    from comfyui_portraittalk.evaluation import build_i3d, fvd
+    torch.manual_seed(0)
+    path = tmp_path / "i3d.pt"
+    torch.save(build_i3d().state_dict(), path)
+    a = draw_talking_clip(6 + 6 * np.sin(np.arange(24) / 2), size=48, head_motion=0.02)
+    b = draw_talking_clip(6 + 6 * np.sin(np.arange(24) / 2), size=48, head_motion=0.02, seed=1)
+    c = draw_talking_clip(np.zeros(24), size=48, skin=(120, 80, 55), background=(200, 60, 60))
+    near = fvd(a, b, path, size=32)
+    far = fvd(a, c, path, size=32)
+    assert near["clips"] == [2, 2] and np.isfinite(near["value"]) and near["value"] < far["value"]
+    with pytest.raises(FileNotFoundError, match="no-i3d.pt"):
+        fvd(a, b, tmp_path / "no-i3d.pt")
+    with pytest.raises(ValueError, match="at least 16 frames"):
+        fvd(a[:8], b, path, size=32)
