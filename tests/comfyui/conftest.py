@@ -12,8 +12,10 @@ under tests/comfyui/: comfyui_root is session-scoped, the rest package-scoped).
     object_info    GET /object_info once (call comfy_client.object_info() again
                    after adding files if you need fresh combo lists).
     pack_info      what the pack's comfy_entrypoint()/get_node_list() return (packinfo.py).
-    comfy_server_factory(**kw) -> started extra ComfyServer (own base dir, stopped at end),
-                   for tests that need other flags (--cache-none, extra_model_paths, ...).
+    comfy_server_factory(before_start=None, **ComfyServer kwargs) -> an extra started server
+                   (own base dir, stopped with the package) for other flags (extra_args=
+                   ["--cache-none"], extra_model_paths={...}); before_start(server) runs after
+                   the layout exists and before the process starts (to place files first).
 
 Tests that use these fixtures are marked `comfyui` automatically; mark them explicitly too.
 Environment: COMFYUI_PATH, PORTRAITTALK_CACHE, PORTRAITTALK_NO_INSTALL=1,
@@ -108,9 +110,12 @@ def comfy_server(comfyui_root: Path, tmp_path_factory: pytest.TempPathFactory, r
 def comfy_server_factory(comfyui_root: Path, tmp_path_factory: pytest.TempPathFactory):
     started: list[ComfyServer] = []
 
-    def make(**kw) -> ComfyServer:
+    def make(before_start=None, **kw) -> ComfyServer:
         server = ComfyServer(comfyui_root, kw.pop("base_dir", None) or tmp_path_factory.mktemp("comfy-extra"), **kw)
         started.append(server)
+        server.prepare()
+        if before_start is not None:
+            before_start(server)  # e.g. lambda s: s.add_model("portraittalk", path)
         server.start(timeout=_timeout())
         return server
 

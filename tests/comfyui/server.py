@@ -562,6 +562,7 @@ class ComfyServer:
             stdout=self._log_fh,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # own process group: stop() ends it and its children
+            preexec_fn=_die_with_parent,
         )
         try:
             self.wait_ready(timeout)
@@ -679,6 +680,16 @@ def _bump_mtime(folder: Path) -> None:
     st = folder.stat()
     new = max(time.time_ns(), st.st_mtime_ns + 1_000_000)
     os.utime(folder, ns=(st.st_atime_ns, new))
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if the test process dies without stopping us (Linux)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:
