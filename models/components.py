@@ -86,8 +86,8 @@ def build_components(config: dict, *, with_text_encoder: bool | None = None, wit
                                  int(audio["tokens"]), dim)
     image_proj = ImageProjection(image_embed_dim(config), dim, id_tokens)
     text_encoder = image_encoder = codec = None
-    if (tiny if with_text_encoder is None else with_text_encoder) and config["text"]["encoder"] == "tiny":
-        text_encoder = TextEncoder.tiny(config["text"])
+    if tiny if with_text_encoder is None else with_text_encoder:
+        text_encoder = TextEncoder.from_config(config["text"])
     if tiny if with_image_encoder is None else with_image_encoder:
         image_encoder = ImageEncoder.from_config(config["identity"]["image_encoder"])
     if (tiny if with_codec is None else with_codec) or config["codec"]["type"] == "space_to_depth":

@@ -31,10 +31,23 @@ def word_tokenizer(vocabulary: list[str], max_length: int):
 class TextEncoder(nn.Module):
     """Prompts → token embeddings `[N, T, D]` (the CONDITIONING tensor)."""
 
-    def __init__(self, model: nn.Module, tokenize):
+    def __init__(self, model: nn.Module, tokenize=None):
         super().__init__()
         self.model = model
         self._tokenize = tokenize  # list[str] -> LongTensor [N, T]
+
+    @classmethod
+    def from_config(cls, config: dict) -> TextEncoder:
+        """The tiny family's own encoder, or a full-size CLIP text model awaiting its tokenizer."""
+        if config["encoder"] == "tiny":
+            return cls.tiny(config)
+        from transformers import CLIPTextConfig, CLIPTextModel
+
+        return cls(CLIPTextModel(CLIPTextConfig(**config["model"])))
+
+    def with_tokenizer(self, tokenizer_dir: str) -> TextEncoder:
+        """Attach a CLIP tokenizer folder (vocab.json, merges.txt) the user supplies."""
+        return TextEncoder.from_clip(self.model, tokenizer_dir)
 
     @classmethod
     def tiny(cls, config: dict) -> TextEncoder:
@@ -68,5 +81,8 @@ class TextEncoder(nn.Module):
         return self.model.config.hidden_size
 
     def forward(self, prompts: list[str]) -> torch.Tensor:
+        if self._tokenize is None:
+            raise ValueError("this CLIP text encoder has no tokenizer: pass a tokenizer folder (vocab.json, "
+                             "merges.txt), or give text as CONDITIONING from ComfyUI's CLIPTextEncode")
         ids = self._tokenize([p or "" for p in prompts]).to(self.model.device)
         return self.model(ids).last_hidden_state
