@@ -27,6 +27,10 @@ class LatentCodec(nn.Module):
     def _decode(self, latents: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def preview(self, latents: torch.Tensor) -> torch.Tensor:
+        """A cheap look at latents `[N, C, h, w]` for progress previews: images `[N, 3, H', W']` in -1..1."""
+        return self._decode(latents)
+
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, chunk: int = 8, on_chunk=None) -> torch.Tensor:
         """Latents `[N, C, h, w]` → images `[N, 3, H, W]` in -1..1 on the CPU, `chunk` frames at a time."""
@@ -71,6 +75,13 @@ class VaeCodec(LatentCodec):
 
     def _decode(self, latents: torch.Tensor) -> torch.Tensor:
         return self.vae.decode(latents.to(self.vae.dtype) / self.scale).sample
+
+    # The widely used linear latent→RGB approximation for SD-1.x latents (scaled latents in, RGB out).
+    RGB_FACTORS = ((0.298, 0.207, 0.208), (0.187, 0.286, 0.173), (-0.158, 0.189, 0.264), (-0.184, -0.271, -0.473))
+
+    def preview(self, latents: torch.Tensor) -> torch.Tensor:
+        factors = torch.tensor(self.RGB_FACTORS, dtype=torch.float32, device=latents.device)
+        return torch.einsum("nchw,cr->nrhw", latents.float(), factors).clamp(-1, 1)
 
 
 def build_codec(config: dict) -> LatentCodec:

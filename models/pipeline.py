@@ -35,6 +35,24 @@ class AudioEmbeds:
     duration: float  # seconds of input audio
 
 
+@dataclass(frozen=True)
+class PatchedAnimateNet:
+    """AnimateNet with its streams bound: what the decoupled-attention patch returns. A new value, so the
+    model it came from (which ComfyUI may still hold in its cache) is never changed."""
+
+    pipeline: PortraitTalkPipeline
+    conditioning: VideoConditioning
+    audio: AudioEmbeds | None = None
+
+    @property
+    def num_frames(self) -> int | None:
+        return self.audio.num_frames if self.audio is not None else None
+
+    @property
+    def fps(self) -> float:
+        return self.audio.fps if self.audio is not None else self.pipeline.fps
+
+
 @dataclass
 class PortraitTalkOutput:
     frames: np.ndarray  # [F, H, W, 3] float32 in 0..1
@@ -127,6 +145,28 @@ class PortraitTalkPipeline:
     def fps(self) -> float:
         return float(self.config["video"]["fps"])
 
+    def to(self, device=None, dtype=None) -> PortraitTalkPipeline:
+        """Move every component (in place) and remember where they are."""
+        self.device = torch.device(device) if device is not None else self.device
+        self.dtype = dtype or self.dtype
+        self.components.to(self.device, self.dtype)
+        return self
+
+    @property
+    def latent_scale(self) -> float:
+        """Model latents = codec latents × this (1 for the tiny codec, 0.18215 for the SD VAE); ComfyUI's
+        LATENT holds the unscaled ones."""
+        return float(getattr(self.components.codec, "scale", 1.0)) if self.components.codec is not None else 0.18215
+
+    @torch.no_grad()
+    def null_text(self) -> torch.Tensor:
+        """The "no text" embedding `[1, T, D]`: the model's own empty prompt, or zeros without an encoder."""
+        if self.components.text_encoder is not None and self.components.text_encoder._tokenize is not None:
+            return self.encode_prompt(None)[1]
+        text = self.config["text"]
+        return torch.zeros(1, int(text["max_length"]), int(self.config["unet"]["cross_attention_dim"]),
+                           dtype=self.dtype, device=self.device)
+
     @torch.no_grad()
     def encode_prompt(self, prompt: str | None) -> tuple[torch.Tensor | None, torch.Tensor]:
         """(prompt embedding or None, empty-prompt embedding), each `[1, T, D]`."""
@@ -140,17 +180,28 @@ class PortraitTalkPipeline:
     def encode_references(self, images) -> tuple[torch.Tensor, torch.Tensor]:
         """Images → (latents `[R, C, h, w]`, pixels `[R, 3, H, W]` in 0..1) at the model's resolution."""
         pixels = images_to_tensor(images, self.size).to(self.device)
-        latents = self.components.codec.encode((pixels * 2 - 1).to(self.dtype))
-        return latents, pixels
+        return self.encode_pixels(pixels), pixels
+
+    @torch.no_grad()
+    def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Pixels `[N, 3, H, W]` in 0..1 → model latents with the model's own codec."""
+        if self.components.codec is None:
+            raise ValueError("this model has no codec of its own; encode with an SD-1.5 VAE")
+        return self.components.codec.encode((pixels.to(self.device) * 2 - 1).to(self.dtype))
+
+    @torch.no_grad()
+    def image_embeds(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Reference pixels `[R, 3, H, W]` in 0..1 → embeddings `[R, E]` with the model's own image encoder."""
+        if self.components.image_encoder is None:
+            raise ValueError("this model has no image encoder of its own; pass image embeddings (CLIP vision)")
+        return self.components.image_encoder(pixels.to(self.device))
 
     @torch.no_grad()
     def identity_tokens(self, pixels: torch.Tensor | None = None, image_embeds: torch.Tensor | None = None) -> torch.Tensor:
         """Identity tokens `[1, R·N, D]` from reference pixels (own image encoder) or image embeddings
         `[R, E]` (e.g. ComfyUI's CLIP_VISION output), all references concatenated."""
         if image_embeds is None:
-            if self.components.image_encoder is None:
-                raise ValueError("this model has no image encoder of its own; pass image embeddings (CLIP vision)")
-            image_embeds = self.components.image_encoder(pixels.to(self.device))
+            image_embeds = self.image_embeds(pixels)
         tokens = self.components.image_proj(image_embeds.to(self.device, self.dtype))
         return tokens.reshape(1, -1, tokens.shape[-1])
 
@@ -188,6 +239,18 @@ class PortraitTalkPipeline:
                             for i in range(0, num_frames, 256)])
         return AudioEmbeds(tokens, fps, num_frames, num_samples / 16000)
 
+    def patch(self, *, null_text: torch.Tensor | None = None, text: torch.Tensor | None = None,
+              identity: IdentityFeatures | None = None, audio: AudioEmbeds | None = None, base: PatchedAnimateNet | None = None,
+              **scales) -> PatchedAnimateNet:
+        """Bind streams and λs into a new handle; fields not given are kept from `base`."""
+        old = base.conditioning if base is not None else None
+        conditioning = self.conditioning(
+            null_text=null_text if null_text is not None else (old.null_text if old is not None else self.null_text()),
+            text=text if text is not None else (old.text if old is not None else None),
+            identity=identity if identity is not None else (old.identity if old is not None else None),
+            audio=audio if audio is not None else (base.audio if base is not None else None), **scales)
+        return PatchedAnimateNet(self, conditioning, audio if audio is not None else (base.audio if base else None))
+
     def conditioning(self, *, null_text: torch.Tensor, text: torch.Tensor | None = None,
                      identity: IdentityFeatures | None = None, audio: AudioEmbeds | None = None,
                      text_scale: float = 1.0, identity_scale: float = 1.0, audio_scale: float = 1.0,
@@ -211,6 +274,15 @@ class PortraitTalkPipeline:
         """Latents → frames `[F, H, W, 3]` in 0..1 (CPU float32)."""
         images = self.components.codec.decode(latents.to(self.device), chunk=chunk, on_chunk=on_chunk)
         return ((images + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).contiguous()
+
+    @torch.no_grad()
+    def preview_image(self, latents: torch.Tensor):
+        """A PIL image of the middle frame of model latents `[F, C, h, w]`, cheaply decoded."""
+        from PIL import Image
+
+        frame = latents[latents.shape[0] // 2: latents.shape[0] // 2 + 1].to(self.device, self.dtype)
+        rgb = ((self.components.codec.preview(frame)[0].float() + 1) * 127.5).clamp(0, 255).byte()
+        return Image.fromarray(rgb.permute(1, 2, 0).cpu().numpy())
 
     # ------------------------------------------------------------------------------------------- all
 

@@ -1,13 +1,13 @@
-"""ComfyUI nodes: thin adapters from ComfyUI types to `models/` calls and back."""
+"""ComfyUI nodes: thin adapters from ComfyUI types to `models/` calls and back, one file per family."""
 
 from comfy_api.v0_0_2 import ComfyExtension, io
 
-from . import folders
+from . import conditioning, examples, folders, loaders, sampling
+
+NODES = [*loaders.NODES, *conditioning.NODES, *sampling.NODES, *examples.NODES]
 
 
 class PortraitTalkExtension(ComfyExtension):
-    async def on_load(self) -> None:
-        folders.register()
-
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return []
+        folders.register()  # ComfyUI 0.3.75 never calls on_load(), so register here
+        return NODES

@@ -1,13 +1,45 @@
-"""ComfyUI model folders used by the pack, registered through `folder_paths`."""
+"""ComfyUI model folders used by the pack, registered through `folder_paths` so that
+extra_model_paths.yaml works for them too."""
+
+from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import folder_paths
 
 PORTRAITTALK = "portraittalk"
+DEMO_NAME = "portraittalk_demo.safetensors (bundled)"
+DEMO_PATH = Path(__file__).resolve().parent.parent / "assets" / "portraittalk_demo.safetensors"
 
 
 def register() -> None:
-    """Add `models/portraittalk` (idempotent), so extra_model_paths.yaml can extend it too."""
-    if PORTRAITTALK not in folder_paths.folder_names_and_paths:
-        folder_paths.add_model_folder_path(PORTRAITTALK, os.path.join(folder_paths.models_dir, PORTRAITTALK))
+    """Add `models/portraittalk` as the folder's default path (idempotent), keeping any paths that
+    extra_model_paths.yaml gave it, and accept the usual weight-file extensions."""
+    folder_paths.add_model_folder_path(PORTRAITTALK, os.path.join(folder_paths.models_dir, PORTRAITTALK), is_default=True)
+    paths, extensions = folder_paths.folder_names_and_paths[PORTRAITTALK]
+    if not extensions:
+        folder_paths.folder_names_and_paths[PORTRAITTALK] = (paths, set(folder_paths.supported_pt_extensions))
+
+
+def model_names(*, bundled: bool = True) -> list[str]:
+    """PortraitTalk model files, the bundled demo first (when it is installed)."""
+    register()
+    names = [n for n in folder_paths.get_filename_list(PORTRAITTALK) if n.endswith(".safetensors")]
+    return ([DEMO_NAME] if bundled and DEMO_PATH.is_file() else []) + names
+
+
+def model_path(name: str) -> Path:
+    """A listed name → its file. Names are looked up, never joined onto a path, so '../' cannot escape."""
+    if name == DEMO_NAME:
+        if not DEMO_PATH.is_file():
+            raise FileNotFoundError(f"the bundled demo model is missing from the pack: {DEMO_PATH}")
+        return DEMO_PATH
+    return Path(full_path(PORTRAITTALK, name))
+
+
+def full_path(folder: str, name: str) -> str:
+    if not isinstance(name, str) or name not in folder_paths.get_filename_list(folder):
+        raise FileNotFoundError(f"{name!r} is not a file in ComfyUI's '{folder}' model folders "
+                                f"({', '.join(folder_paths.get_folder_paths(folder))})")
+    return folder_paths.get_full_path_or_raise(folder, name)

@@ -140,11 +140,6 @@ def test_new_model_files_are_visible_at_once(folder: str, comfy_server: ComfySer
     assert name not in comfy_client.models(folder)
 
 
-@pytest.mark.xfail(
-    reason="ComfyUI 0.3.75 never calls ComfyExtension.on_load(), so nodes/folders.register() "
-    "does not run: call it from comfy_entrypoint() or get_node_list()",
-    strict=False,
-)
 def test_portraittalk_model_folder_is_registered(comfy_server: ComfyServer, comfy_client: ComfyClient):
     assert "portraittalk" in (comfy_client.models() or [])
     name = f"probe_{uuid.uuid4().hex[:8]}.safetensors"
@@ -178,12 +173,6 @@ def test_extra_model_paths_yaml_adds_core_folder(extra_paths_server: ComfyServer
     assert {"in_base.safetensors", "in_extra.safetensors"} <= set(listed), listed
 
 
-@pytest.mark.xfail(
-    reason="on_load() is never called (see above), and folders.register() skips the default "
-    "models/portraittalk when extra_model_paths.yaml already registered the name: use "
-    "folder_paths.add_model_folder_path(..., is_default=True) unconditionally",
-    strict=False,
-)
 def test_extra_model_paths_yaml_adds_portraittalk_folder(extra_paths_server: ComfyServer):
     s = extra_paths_server
     s.add_model("portraittalk", b"x", "pt_in_base.safetensors")

@@ -1,0 +1,185 @@
+"""Conditioning nodes: text, identity (IdentityNet, once), audio, and the decoupled-attention patch."""
+
+from __future__ import annotations
+
+import torch
+from comfy_api.v0_0_2 import io
+
+from . import io_types
+from .runtime import on_compute_device
+
+
+def _text(conditioning) -> torch.Tensor | None:
+    """The token embeddings `[1, T, D]` of a CONDITIONING (its first entry)."""
+    if not conditioning:
+        return None
+    return conditioning[0][0][:1]
+
+
+class TextEncode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PortraitTalkTextEncode", display_name="Text Encode (PortraitTalk)",
+            category="PortraitTalk/conditioning",
+            description="Turns a prompt such as 'smiling, wearing glasses' into CONDITIONING with the text "
+                        "encoder a model brings (the demo model has one), plus the empty prompt's CONDITIONING "
+                        "for the negative / unconditional side.",
+            inputs=[
+                io_types.TextEncoder.Input("text_encoder", tooltip="From 'Load Text Encoder (PortraitTalk)'."),
+                io.String.Input("text", multiline=True, default="",
+                                tooltip="What to change about the portrait: e.g. 'a face with glasses, smiling'. "
+                                        "Empty means no text."),
+            ],
+            outputs=[io.Conditioning.Output("positive"), io.Conditioning.Output("negative")],
+        )
+
+    @classmethod
+    def execute(cls, text_encoder, text: str) -> io.NodeOutput:
+        prompt, empty = text_encoder.encode_prompt(text)
+        positive = prompt if prompt is not None else empty
+        return io.NodeOutput([[positive.cpu(), {}]], [[empty.cpu(), {}]])
+
+
+class EncodeIdentity(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PortraitTalkEncodeIdentity", display_name="Encode Identity (PortraitTalk)",
+            category="PortraitTalk/conditioning",
+            description="Runs IdentityNet once on the reference portrait(s): a batch of images means several "
+                        "references of one person, whose evidence is pooled. The optional text edits the "
+                        "identity (e.g. 'wearing glasses').",
+            inputs=[
+                io_types.IdentityNet.Input("identity_net", tooltip="From 'Load IdentityNet (PortraitTalk)'."),
+                io.Image.Input("image", tooltip="Reference portrait(s), face-cropped (see 'Crop Face'). A batch "
+                                                "is several references of the same person."),
+                io.Image.Input("extra_references", optional=True,
+                               tooltip="More references (any size); added to the batch above."),
+                io_types.ImageEncoder.Input("image_encoder", optional=True,
+                                            tooltip="The model's own image encoder (demo model)."),
+                io.ClipVision.Input("clip_vision", optional=True,
+                                    tooltip="ComfyUI CLIP vision model (CLIP ViT-H, IP-Adapter layout) for "
+                                            "full-size models; used when no image_encoder is connected."),
+                io.Conditioning.Input("positive", optional=True, tooltip="Text that edits the identity."),
+                io.Conditioning.Input("negative", optional=True,
+                                      tooltip="The 'no text' conditioning (empty prompt); zeros if absent."),
+                io.Vae.Input("vae", optional=True,
+                             tooltip="ComfyUI VAE for full-size models; the demo model uses its own codec."),
+            ],
+            outputs=[io_types.Identity.Output("identity")],
+        )
+
+    @classmethod
+    def execute(cls, identity_net, image, extra_references=None, image_encoder=None, clip_vision=None,
+                positive=None, negative=None, vae=None) -> io.NodeOutput:
+        from ..models.pipeline import images_to_tensor
+
+        pipe = identity_net
+        references = list(image) + (list(extra_references) if extra_references is not None else [])
+        pixels = images_to_tensor(references, pipe.size, name="image")  # [R, 3, S, S] in 0..1
+        with on_compute_device(pipe):
+            if vae is not None:
+                latents = vae.encode(pixels.permute(0, 2, 3, 1)) * pipe.latent_scale
+            else:
+                latents = pipe.encode_pixels(pixels)
+            if image_encoder is not None:
+                embeds = image_encoder.image_embeds(pixels)
+            elif clip_vision is not None:
+                embeds = clip_vision.encode_image(pixels.permute(0, 2, 3, 1)).image_embeds
+            else:
+                embeds = pipe.image_embeds(pixels)
+            tokens = pipe.identity_tokens(image_embeds=embeds)
+            null = _text(negative)
+            identity = pipe.encode_identity(latents, tokens, _text(positive),
+                                            null if null is not None else pipe.null_text())
+        return io.NodeOutput(identity.to("cpu"))
+
+
+class EncodeAudio(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PortraitTalkEncodeAudio", display_name="Encode Audio (PortraitTalk)",
+            category="PortraitTalk/conditioning",
+            description="Speech → per-frame audio tokens for AnimateNet. Any sample rate and channel count is "
+                        "accepted; the video gets ceil(duration × fps) frames.",
+            inputs=[
+                io_types.AnimateNet.Input("animate_net", tooltip="Its audio projection turns features into tokens."),
+                io.Audio.Input("audio", optional=True, tooltip="The voice recording (e.g. from LoadAudio)."),
+                io_types.AudioEncoder.Input("audio_encoder", optional=True,
+                                            tooltip="Defaults to the model's own encoder (mel for the demo)."),
+                io.AudioEncoderOutput.Input("audio_encoder_output", optional=True,
+                                            tooltip="Features from ComfyUI's AudioEncoderEncode (wav2vec2), used "
+                                                    "instead of audio + audio_encoder."),
+                io.Float.Input("fps", default=0.0, min=0.0, max=120.0, step=0.5,
+                               tooltip="Video frame rate; 0 uses the model's (25 for the demo)."),
+            ],
+            outputs=[io_types.AudioEmbeds.Output("audio_embeds"), io.Int.Output("frame_count"),
+                     io.Float.Output("video_fps", display_name="fps")],
+        )
+
+    @classmethod
+    def execute(cls, animate_net, audio=None, audio_encoder=None, audio_encoder_output=None, fps=0.0) -> io.NodeOutput:
+        from ..models.audio import features_from_encoder_output, prepare_waveform
+
+        pipe = animate_net.pipeline if hasattr(animate_net, "pipeline") else animate_net
+        fps = fps or pipe.fps
+        if audio_encoder_output is not None:
+            features = features_from_encoder_output(audio_encoder_output, name="audio_encoder_output")
+            embeds = pipe.encode_audio(features=features, num_samples=int(audio_encoder_output["audio_samples"]), fps=fps)
+        elif audio is not None:
+            encoder = audio_encoder or pipe.audio_encoder
+            if encoder is None:
+                raise ValueError("this model needs an audio encoder: connect 'Load Audio Encoder' or ComfyUI's "
+                                 "AudioEncoderEncode output")
+            wav = prepare_waveform(audio["waveform"], audio["sample_rate"], name="audio")
+            embeds = pipe.encode_audio(features=encoder(wav), num_samples=len(wav), fps=fps)
+        else:
+            raise ValueError("connect 'audio' (or 'audio_encoder_output')")
+        return io.NodeOutput(embeds, embeds.num_frames, embeds.fps)
+
+
+class ApplyDecoupledAttention(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PortraitTalkApplyDecoupledAttention", display_name="Apply Decoupled Attention (PortraitTalk)",
+            category="PortraitTalk/conditioning",
+            description="Binds identity, audio and text to AnimateNet through decoupled cross-attention: "
+                        "out = λ_text·Attn(text) + λ_identity·Attn(identity) + λ_audio·Attn(audio). Returns a "
+                        "new, patched AnimateNet; the input model is left as it was. A λ of 0 removes its "
+                        "stream entirely.",
+            inputs=[
+                io_types.AnimateNet.Input("animate_net", tooltip="From 'Load AnimateNet', or an earlier patch."),
+                io_types.Identity.Input("identity", optional=True, tooltip="From 'Encode Identity'."),
+                io_types.AudioEmbeds.Input("audio_embeds", optional=True, tooltip="From 'Encode Audio'."),
+                io.Conditioning.Input("positive", optional=True, tooltip="The text prompt."),
+                io.Conditioning.Input("negative", optional=True,
+                                      tooltip="The 'no text' conditioning, used for guidance (empty prompt)."),
+                io.Float.Input("text_scale", default=1.0, min=0.0, max=3.0, step=0.05,
+                               tooltip="λ_text: weight of the text stream (0 removes it, also from IdentityNet)."),
+                io.Float.Input("identity_scale", default=1.0, min=0.0, max=3.0, step=0.05,
+                               tooltip="λ_identity: weight of the reference identity (0 ignores the references)."),
+                io.Float.Input("audio_scale", default=1.0, min=0.0, max=3.0, step=0.05,
+                               tooltip="λ_audio: weight of the audio stream (0 makes the video ignore the audio)."),
+                io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="Fraction of the sampling steps at which the λs start to apply."),
+                io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="Fraction of the sampling steps after which identity and audio are off."),
+            ],
+            outputs=[io_types.AnimateNet.Output("patched", display_name="animate_net")],
+        )
+
+    @classmethod
+    def execute(cls, animate_net, identity=None, audio_embeds=None, positive=None, negative=None, text_scale=1.0,
+                identity_scale=1.0, audio_scale=1.0, start_percent=0.0, end_percent=1.0) -> io.NodeOutput:
+        base = animate_net if hasattr(animate_net, "pipeline") else None
+        pipe = base.pipeline if base is not None else animate_net
+        patched = pipe.patch(null_text=_text(negative), text=_text(positive), identity=identity, audio=audio_embeds,
+                             base=base, text_scale=text_scale, identity_scale=identity_scale, audio_scale=audio_scale,
+                             step_range=(min(start_percent, end_percent), max(start_percent, end_percent)))
+        return io.NodeOutput(patched)
+
+
+NODES = [TextEncode, EncodeIdentity, EncodeAudio, ApplyDecoupledAttention]

@@ -1,0 +1,139 @@
+"""Loader nodes: IdentityNet, AnimateNet, and the text, image and audio encoders a model brings."""
+
+from __future__ import annotations
+
+from comfy_api.v0_0_2 import io
+
+from . import folders, io_types
+from .runtime import load_pipeline
+
+MEL = "mel (built in, no weights)"
+FROM_MODEL = "from the model file"
+
+
+def _model_input(tooltip: str) -> io.Combo.Input:
+    return io.Combo.Input("model_name", options=folders.model_names(), tooltip=tooltip)
+
+
+class _ModelLoader(io.ComfyNode):
+    @classmethod
+    def validate_inputs(cls, model_name):
+        # ComfyUI 0.3.75 does not check V3 combo values itself; refuse unknown names (and '../') up front.
+        if model_name not in folders.model_names():
+            return f"'{model_name}' is not a model in ComfyUI's models/portraittalk folders"
+        return True
+
+
+class LoadIdentityNet(_ModelLoader):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PortraitTalkLoadIdentityNet", display_name="Load IdentityNet (PortraitTalk)",
+            category="PortraitTalk/loaders",
+            description="Loads IdentityNet, which reads the reference portraits once per video and keeps the "
+                        "identity consistent, from a PortraitTalk model file in models/portraittalk (or the "
+                        "bundled demo model).",
+            inputs=[_model_input("PortraitTalk .safetensors model; the bundled demo runs on a CPU.")],
+            outputs=[io_types.IdentityNet.Output("identity_net")],
+        )
+
+    @classmethod
+    def execute(cls, model_name: str) -> io.NodeOutput:
+        return io.NodeOutput(load_pipeline(folders.model_path(model_name)))
+
+
+class LoadAnimateNet(_ModelLoader):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PortraitTalkLoadAnimateNet", display_name="Load AnimateNet (PortraitTalk)",
+            category="PortraitTalk/loaders",
+            description="Loads AnimateNet, the video denoiser with identity, temporal and structure attention "
+                        "that 'Apply Decoupled Attention' patches and the sampler runs.",
+            inputs=[_model_input("PortraitTalk .safetensors model; usually the same file as IdentityNet's.")],
+            outputs=[io_types.AnimateNet.Output("animate_net")],
+        )
+
+    @classmethod
+    def execute(cls, model_name: str) -> io.NodeOutput:
+        return io.NodeOutput(load_pipeline(folders.model_path(model_name)))
+
+
+class LoadTextEncoder(_ModelLoader):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PortraitTalkLoadTextEncoder", display_name="Load Text Encoder (PortraitTalk)",
+            category="PortraitTalk/loaders",
+            description="Loads the text encoder that small models such as the bundled demo bring with them. "
+                        "Full-size models use ComfyUI's CLIPTextEncode with an SD-1.5 CLIP instead.",
+            inputs=[_model_input("A PortraitTalk model that includes its own text encoder.")],
+            outputs=[io_types.TextEncoder.Output("text_encoder")],
+        )
+
+    @classmethod
+    def execute(cls, model_name: str) -> io.NodeOutput:
+        pipeline = load_pipeline(folders.model_path(model_name))
+        if pipeline.components.text_encoder is None:
+            raise ValueError(f"{model_name} has no text encoder of its own; use CLIPTextEncode with an SD-1.5 CLIP")
+        return io.NodeOutput(pipeline)
+
+
+class LoadImageEncoder(_ModelLoader):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PortraitTalkLoadImageEncoder", display_name="Load Image Encoder (PortraitTalk)",
+            category="PortraitTalk/loaders",
+            description="Loads the image encoder behind the identity tokens from a PortraitTalk model that "
+                        "brings one (the demo does). Full-size models can use ComfyUI's CLIPVisionLoader "
+                        "(CLIP ViT-H) instead, wired to 'Encode Identity'.",
+            inputs=[_model_input("A PortraitTalk model that includes its own image encoder.")],
+            outputs=[io_types.ImageEncoder.Output("image_encoder")],
+        )
+
+    @classmethod
+    def execute(cls, model_name: str) -> io.NodeOutput:
+        pipeline = load_pipeline(folders.model_path(model_name))
+        if pipeline.components.image_encoder is None:
+            raise ValueError(f"{model_name} has no image encoder of its own; use CLIPVisionLoader (CLIP ViT-H)")
+        return io.NodeOutput(pipeline)
+
+
+class LoadAudioEncoder(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PortraitTalkLoadAudioEncoder", display_name="Load Audio Encoder (PortraitTalk)",
+            category="PortraitTalk/loaders",
+            description="The audio front end: the built-in log-mel encoder (what the demo model uses), or a "
+                        "wav2vec2 (base-960h layout) safetensors file from models/audio_encoders. ComfyUI's own "
+                        "AudioEncoderLoader + AudioEncoderEncode output works too, wired to 'Encode Audio'.",
+            inputs=[io.Combo.Input("encoder_name", options=[MEL] + _wav2vec2_files(),
+                                   tooltip="Must match the encoder the model was trained with (see its card).")],
+            outputs=[io_types.AudioEncoder.Output("audio_encoder")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, encoder_name):
+        if encoder_name != MEL and encoder_name not in _wav2vec2_files():
+            return f"'{encoder_name}' is not a wav2vec2 .safetensors file in models/audio_encoders"
+        return True
+
+    @classmethod
+    def execute(cls, encoder_name: str) -> io.NodeOutput:
+        from ..models.audio import MelEncoder, Wav2Vec2Encoder
+        from ..models.wav2vec2 import load_wav2vec2
+
+        if encoder_name == MEL:
+            return io.NodeOutput(MelEncoder())
+        return io.NodeOutput(Wav2Vec2Encoder(load_wav2vec2(folders.full_path("audio_encoders", encoder_name))))
+
+
+def _wav2vec2_files() -> list[str]:
+    import folder_paths
+
+    return [n for n in folder_paths.get_filename_list("audio_encoders") if n.endswith(".safetensors")]
+
+
+NODES = [LoadIdentityNet, LoadAnimateNet, LoadTextEncoder, LoadImageEncoder, LoadAudioEncoder]

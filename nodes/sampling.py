@@ -1,0 +1,130 @@
+"""Sampling nodes: denoise AnimateNet frames (LATENT), and decode them to IMAGE + fps + trimmed AUDIO."""
+
+from __future__ import annotations
+
+import torch
+from comfy_api.v0_0_2 import io
+
+from . import io_types
+from .runtime import Progress, on_compute_device
+
+SCHEDULERS = ["ddim", "euler", "dpmpp_2m"]
+
+
+class Sampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PortraitTalkSampler", display_name="Sample AnimateNet Frames (PortraitTalk)",
+            category="PortraitTalk/sampling",
+            description="Denoises the talking-face video with the patched AnimateNet. Long audio runs in "
+                        "overlapping context windows, so memory stays flat; guidance passes run batched.",
+            inputs=[
+                io_types.AnimateNet.Input("animate_net", tooltip="From 'Apply Decoupled Attention'."),
+                io.Int.Input("steps", default=20, min=1, max=200, tooltip="Denoising steps (20–30 is typical)."),
+                io.Combo.Input("scheduler", options=SCHEDULERS, default="ddim",
+                               tooltip="diffusers scheduler: DDIM, Euler, or DPM++ 2M."),
+                io.Boolean.Input("karras", default=False, tooltip="Karras sigmas (Euler and DPM++ 2M only)."),
+                io.Int.Input("seed", default=0, min=0, max=2**63 - 1, control_after_generate=True,
+                             tooltip="Noise seed; noise is drawn on the CPU, so a seed gives the same video on "
+                                     "any device."),
+                io.Float.Input("text_guidance", default=1.0, min=1.0, max=15.0, step=0.1,
+                               tooltip="Guidance on the prompt; 1 turns it off and saves a pass."),
+                io.Float.Input("audio_guidance", default=1.0, min=1.0, max=10.0, step=0.1,
+                               tooltip="Guidance on the audio; 1 turns it off and saves a pass (too high "
+                                       "exaggerates the mouth)."),
+                io.Int.Input("window", default=16, min=2, max=32,
+                             tooltip="Frames per context window (the temporal layers see at most 32)."),
+                io.Int.Input("overlap", default=4, min=0, max=31,
+                             tooltip="Frames shared by neighbouring windows, blended with tapered weights."),
+                io.Int.Input("frames", default=0, min=0, max=100000,
+                             tooltip="Number of frames; 0 takes it from the audio."),
+                io.Mask.Input("structure", optional=True,
+                              tooltip="Face-region mask: one for all frames, or one per frame (e.g. from "
+                                      "'Crop Face')."),
+            ],
+            outputs=[io.Latent.Output("latent")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, window, overlap):
+        if overlap >= window:
+            return f"overlap ({overlap}) must be smaller than window ({window})"
+        return True
+
+    @classmethod
+    def execute(cls, animate_net, steps, scheduler, karras, seed, text_guidance, audio_guidance, window, overlap,
+                frames=0, structure=None) -> io.NodeOutput:
+        from ..models.sampling import SamplingOptions, context_windows
+
+        if not hasattr(animate_net, "conditioning"):
+            raise ValueError("animate_net is not patched: connect it through 'Apply Decoupled Attention' first")
+        pipe = animate_net.pipeline
+        num_frames = frames or animate_net.num_frames
+        if not num_frames:
+            raise ValueError("no frame count: patch in audio_embeds, or set 'frames'")
+        maps = None
+        if structure is not None:
+            maps = torch.nn.functional.interpolate(structure.reshape(-1, 1, *structure.shape[-2:]).float(),
+                                                   size=(pipe.size, pipe.size), mode="bilinear", align_corners=False)
+            if maps.shape[0] not in (1, num_frames):
+                raise ValueError(f"structure has {maps.shape[0]} masks; give 1 or one per frame ({num_frames})")
+        progress = Progress(steps * len(context_windows(num_frames, window, overlap)), preview=pipe.preview_image)
+        options = SamplingOptions(num_frames=num_frames, steps=steps, scheduler=scheduler, karras=karras, seed=seed,
+                                  text_guidance=text_guidance, audio_guidance=audio_guidance, window=window,
+                                  overlap=overlap, structure=maps, callback=progress)
+        with on_compute_device(pipe):
+            latents = pipe.sample(animate_net.conditioning, options)
+        return io.NodeOutput({"samples": latents / pipe.latent_scale, "portraittalk_fps": animate_net.fps})
+
+
+class Decode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PortraitTalkDecode", display_name="Decode Frames (PortraitTalk)",
+            category="PortraitTalk/sampling",
+            description="Decodes the sampled video in chunks (no out-of-memory at the end of long clips) and "
+                        "returns IMAGE frames, the fps and the audio trimmed to the video, ready for CreateVideo "
+                        "or VideoHelperSuite.",
+            inputs=[
+                io.Latent.Input("latent", tooltip="From 'Sample AnimateNet Frames'."),
+                io_types.AnimateNet.Input("animate_net", optional=True,
+                                          tooltip="Decode with the model's own codec (demo model)."),
+                io.Vae.Input("vae", optional=True, tooltip="Decode with a ComfyUI VAE (full-size models)."),
+                io.Audio.Input("audio", optional=True, tooltip="The input audio, to trim to the video's length."),
+                io.Int.Input("chunk", default=8, min=1, max=256, tooltip="Frames decoded at a time."),
+            ],
+            outputs=[io.Image.Output("images"), io.Float.Output("fps"),
+                     io.Audio.Output("trimmed_audio", display_name="audio")],
+        )
+
+    @classmethod
+    def execute(cls, latent, animate_net=None, vae=None, audio=None, chunk=8) -> io.NodeOutput:
+        import comfy.utils
+
+        from ..models.pipeline import trim_audio
+
+        samples = latent["samples"]
+        fps = float(latent.get("portraittalk_fps", 25.0))
+        bar = comfy.utils.ProgressBar(samples.shape[0])
+        if vae is not None:
+            images = torch.cat([vae.decode(samples[i: i + chunk]) for i in range(0, samples.shape[0], chunk)
+                                if not bar.update_absolute(min(i + chunk, samples.shape[0]))])
+        elif animate_net is not None:
+            pipe = animate_net.pipeline if hasattr(animate_net, "pipeline") else animate_net
+            with on_compute_device(pipe):
+                images = pipe.decode(samples * pipe.latent_scale, chunk=chunk,
+                                     on_chunk=lambda done, total: bar.update_absolute(done, total))
+        else:
+            raise ValueError("connect animate_net (its own codec) or a vae to decode with")
+        trimmed = None
+        if audio is not None:
+            waveform, rate = audio["waveform"], int(audio["sample_rate"])
+            channels = [torch.from_numpy(trim_audio(waveform[0, c], rate, images.shape[0], fps))
+                        for c in range(waveform.shape[1])]
+            trimmed = {"waveform": torch.stack(channels)[None], "sample_rate": rate}
+        return io.NodeOutput(images, fps, trimmed)
+
+
+NODES = [Sampler, Decode]
