@@ -33,7 +33,7 @@ def build_parser(prog: str = "portraittalk eval") -> argparse.ArgumentParser:
 
 def eval_main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .media import read_audio, read_image, read_video
+    from ..media import read_audio, read_image, read_video
 
     video = read_video(args.video)
     if args.audio:

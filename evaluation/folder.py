@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .evaluate import DEFAULT_METRICS, evaluate, summary_row
-from .media import VIDEO_EXTENSIONS, read_audio, read_image, read_video
+from ..media import VIDEO_EXTENSIONS, read_audio, read_image, read_video
 
 
 def evaluate_folder(results_dir, ground_truth_dir=None, reference=None, metrics=DEFAULT_METRICS,

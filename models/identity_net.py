@@ -61,12 +61,18 @@ class IdentityNet(nn.Module):
 
     def forward(self, reference_latents: torch.Tensor, text: torch.Tensor,
                 identity_tokens: torch.Tensor) -> dict[str, torch.Tensor]:
-        """`reference_latents` `[R, C, h, w]`, `text` `[Ct, T, D]`, tokens `[1, N, D]` → `[Ct, R·hw, ch]` per layer."""
+        """`reference_latents` `[R, C, h, w]`, `text` `[Ct, T, D]`, tokens `[1, N, D]` → `[Ct, R·hw, ch]` per layer:
+        every reference under every text condition, references concatenated along tokens."""
         refs, conds = reference_latents.shape[0], text.shape[0]
         sample = reference_latents.repeat(conds, 1, 1, 1)  # condition-major, then reference
-        context = text.repeat_interleave(refs, dim=0)
+        features = self.rows(sample, text.repeat_interleave(refs, dim=0), identity_tokens)
+        return {layer: h.reshape(conds, refs * h.shape[1], h.shape[2]) for layer, h in features.items()}
+
+    def rows(self, latents: torch.Tensor, text: torch.Tensor, identity_tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One independent IdentityNet pass per row: `latents` `[B, C, h, w]`, `text` `[B, T, D]`, tokens
+        `[1 or B, N, D]` → `[B, hw, ch]` per self-attention layer."""
         record: dict[str, torch.Tensor] = {}
         ctx = AttentionContext(identity_tokens=identity_tokens, record=record)
-        timestep = torch.zeros(sample.shape[0], device=sample.device)
-        self.unet(sample, timestep, context, cross_attention_kwargs={"portraittalk": ctx})
-        return {layer: h.reshape(conds, refs * h.shape[1], h.shape[2]) for layer, h in record.items()}
+        timestep = torch.zeros(latents.shape[0], device=latents.device)
+        self.unet(latents, timestep, text, cross_attention_kwargs={"portraittalk": ctx})
+        return record

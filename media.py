@@ -1,4 +1,5 @@
-"""Reading videos, audio and images from files for evaluation (PyAV, soundfile, PIL)."""
+"""Reading and writing videos, audio and images (PyAV, soundfile, PIL), for the command line,
+evaluation and preprocessing."""
 
 from __future__ import annotations
 

@@ -1,0 +1,120 @@
+"""Training batches from a clip data set (the layout of `layout.py`): image pairs for stage 1, short
+video clips for stage 2.
+
+Stage-1 pairs take a reference and target frames of the same person. For SynthTalk clips, the
+reference is re-rendered from the clip's identity, sometimes with other attributes than the target
+(e.g. without the glasses the target wears); the caption then describes the target, so the model learns
+to take identity from the reference and edits from the text. Real clips use another frame of the same
+clip as the reference. The text is dropped only where the reference already looks like the target, so
+"no text" keeps the reference's look.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import layout
+
+
+@dataclass
+class Batch:
+    references: torch.Tensor  # [B, 3, S, S] in 0..1
+    targets: torch.Tensor  # [B, F, 3, S, S] in 0..1
+    audio: torch.Tensor  # [B, F, 2r+1, L, D] audio-feature windows of the target frames
+    face: torch.Tensor  # [B, F, 1, S, S] in 0..1
+    lip: torch.Tensor  # [B, F, 1, S, S] in 0..1
+    captions: list[str]  # one per row ("" = no text)
+    texts_dropped: torch.Tensor  # [B] bool
+
+
+class ClipStore:
+    """Clips of one data set in memory-mapped form, with their audio features on the video clock."""
+
+    def __init__(self, root, audio_encoder, window_radius: int):
+        from ..models.audio import features_per_frame, frame_windows, prepare_waveform
+
+        self.root = root
+        index = layout.read_index(root)
+        self.fps = float(index["fps"])
+        self.clips = []
+        for clip_id in index["clips"]:
+            clip = layout.read_clip(root, clip_id, fps=self.fps)
+            wav = prepare_waveform(clip.audio, clip.sample_rate, name=f"{clip_id}/audio.wav")
+            per_frame = features_per_frame(audio_encoder(wav), clip.num_frames, self.fps)
+            clip.audio_windows = frame_windows(per_frame, window_radius).numpy()
+            self.clips.append(clip)
+        if not self.clips:
+            raise ValueError(f"{root}: the data set has no clips")
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+
+def _masks(clip, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return (clip.face_mask[frames].astype(np.float32) / 255.0)[:, None], (clip.lip_mask[frames].astype(np.float32) / 255.0)[:, None]
+
+
+def _pixels(array: np.ndarray) -> torch.Tensor:
+    """uint8 [..., H, W, 3] → float [..., 3, H, W] in 0..1."""
+    t = torch.from_numpy(np.ascontiguousarray(array)).float() / 255.0
+    return t.movedim(-1, -3)
+
+
+class PairSampler:
+    """Stage 1: per row, one reference and `frames` target frames of the same person."""
+
+    def __init__(self, store: ClipStore, rows: int, frames: int, *, edit_probability: float, text_dropout: float,
+                 seed: int):
+        self.store, self.rows, self.frames = store, rows, frames
+        self.edit_probability, self.text_dropout = edit_probability, text_dropout
+        self.rng = np.random.default_rng(seed)
+
+    def _reference(self, clip) -> tuple[np.ndarray, bool]:
+        """(reference image, whether it differs from the target's look)."""
+        meta = clip.meta
+        if meta.get("source") != "synthtalk":
+            return clip.frames[self.rng.integers(clip.num_frames)], False
+        from .synthtalk import BACKGROUNDS, reference_for_clip
+
+        if self.rng.random() >= self.edit_probability:
+            return reference_for_clip(meta), False
+        attrs = dict(meta["attributes"])
+        changed = self.rng.choice(["glasses", "hat", "smiling", "background"])
+        if changed == "background":
+            attrs["background"] = self.rng.choice([b for b in BACKGROUNDS if b != attrs["background"]])
+        else:
+            attrs[changed] = not attrs[changed]
+        return reference_for_clip(meta, attrs), True
+
+    def _frames(self, clip) -> np.ndarray:
+        """Target frame indices: scattered through the clip (stage 1)."""
+        return np.sort(self.rng.choice(clip.num_frames, size=self.frames, replace=clip.num_frames < self.frames))
+
+    def __call__(self) -> Batch:
+        refs, targets, audio, face, lip, captions, dropped = [], [], [], [], [], [], []
+        for _ in range(self.rows):
+            clip = self.store.clips[self.rng.integers(len(self.store))]
+            frames = self._frames(clip)
+            reference, edited = self._reference(clip)
+            drop = not edited and self.rng.random() < self.text_dropout
+            refs.append(_pixels(reference))
+            targets.append(_pixels(clip.frames[frames]))
+            audio.append(torch.from_numpy(clip.audio_windows[frames]))
+            f, m = _masks(clip, frames)
+            face.append(torch.from_numpy(f))
+            lip.append(torch.from_numpy(m))
+            captions.append("" if drop else clip.caption)
+            dropped.append(drop)
+        return Batch(torch.stack(refs), torch.stack(targets), torch.stack(audio), torch.stack(face), torch.stack(lip),
+                     captions, torch.tensor(dropped))
+
+
+class VideoSampler(PairSampler):
+    """Stage 2: per row, `frames` consecutive frames of one clip, and its reference."""
+
+    def _frames(self, clip) -> np.ndarray:
+        start = self.rng.integers(max(1, clip.num_frames - self.frames + 1))
+        return np.arange(start, start + self.frames).clip(max=clip.num_frames - 1)
