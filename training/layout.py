@@ -72,13 +72,40 @@ def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     return pcm, rate
 
 
-def write_clip(dataset_dir: str | os.PathLike, clip_id: str, clip: Clip) -> Path:
-    """Write one clip under DATASET/clips/<clip_id>/ (frames as .npy)."""
+FRAMES_FORMATS = ("npy", "mp4")
+
+
+def write_frames_mp4(path: str | os.PathLike, frames: np.ndarray, fps: float) -> None:
+    """Frames uint8 [F, H, W, 3] as a near-lossless H.264 video (4:4:4, so colour edges such as the
+    lips stay sharp; any size, odd ones included)."""
+    import av  # only real-data clips need a video encoder
+    from fractions import Fraction
+
+    frames = np.asarray(frames, np.uint8)
+    with av.open(os.fspath(path), "w") as out:
+        stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv444p"
+        stream.options = {"crf": "10", "preset": "veryfast"}
+        for frame in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        out.mux(stream.encode())
+
+
+def write_clip(dataset_dir: str | os.PathLike, clip_id: str, clip: Clip, *, frames_format: str = "npy") -> Path:
+    """Write one clip under DATASET/clips/<clip_id>/, frames as frames.npy (`frames_format="npy"`) or
+    frames.mp4 (`"mp4"`: far smaller for large crops, but decoded whole when read)."""
+    if frames_format not in FRAMES_FORMATS:
+        raise ValueError(f"frames_format must be one of {FRAMES_FORMATS}, not {frames_format!r}")
     clip_dir = Path(dataset_dir) / "clips" / clip_id
     clip_dir.mkdir(parents=True, exist_ok=True)
-    np.save(clip_dir / "frames.npy", np.ascontiguousarray(clip.frames, dtype=np.uint8))
+    if frames_format == "mp4":
+        write_frames_mp4(clip_dir / "frames.mp4", clip.frames, clip.fps)
+    else:
+        np.save(clip_dir / "frames.npy", np.ascontiguousarray(clip.frames, dtype=np.uint8))
     write_wav(clip_dir / "audio.wav", clip.audio, clip.sample_rate)
-    np.savez_compressed(clip_dir / "masks.npz", face=clip.face_mask.astype(np.uint8), lip=clip.lip_mask.astype(np.uint8))
+    # asarray, not astype: masks that are uint8 already are not copied (they can be large)
+    np.savez_compressed(clip_dir / "masks.npz", face=np.asarray(clip.face_mask, np.uint8),
+                        lip=np.asarray(clip.lip_mask, np.uint8))
     meta = dict(clip.meta)
     meta.setdefault("frames", clip.num_frames)
     (clip_dir / "meta.json").write_text(json.dumps(meta, indent=1))
@@ -120,8 +147,12 @@ def read_frames(clip_dir: Path) -> np.ndarray:
     raise FileNotFoundError(f"{clip_dir}: no frames.npy or frames.mp4")
 
 
-def read_clip(dataset_dir: str | os.PathLike, clip_id: str, *, fps: float = 25.0) -> Clip:
+def read_clip(dataset_dir: str | os.PathLike, clip_id: str, *, fps: float | None = None) -> Clip:
+    """One clip; `fps` defaults to the data set's (dataset.json), or 25 where there is none."""
     clip_dir = Path(dataset_dir) / "clips" / clip_id
+    if fps is None:
+        index_path = Path(dataset_dir) / "dataset.json"
+        fps = float(json.loads(index_path.read_text()).get("fps", 25.0)) if index_path.is_file() else 25.0
     frames = read_frames(clip_dir)
     audio, rate = read_wav(clip_dir / "audio.wav")
     with np.load(clip_dir / "masks.npz") as masks:
