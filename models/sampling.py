@@ -121,13 +121,14 @@ class VideoConditioning:
 
 @dataclass
 class SamplingProgress:
-    """Reported after every window of every step; `denoised` (the x0 estimate of the whole video) is set
-    after the last window of a step."""
+    """Reported after every window of every step. `frames` are the frames that window completed and
+    `denoised` their current x0 estimate (None for schedulers that do not report one)."""
 
     step: int
     num_steps: int
     window: int
     num_windows: int
+    frames: tuple[int, int] = (0, 0)
     denoised: torch.Tensor | None = None
 
     @property
@@ -201,42 +202,59 @@ class WindowDenoiser:
         return (preds * weights).sum(0).to(latents.device)
 
 
+def window_segments(windows: list[tuple[int, int]], num_frames: int) -> list[tuple[int, int]]:
+    """The frames each window completes: [its start, the next window's start). No later window touches
+    them, so they can take their scheduler step as soon as that window is done."""
+    starts = [s for s, _ in windows] + [num_frames]
+    return list(zip(starts[:-1], starts[1:]))
+
+
 @torch.no_grad()
 def sample_video(animate_net, conditioning: VideoConditioning, options: SamplingOptions, latent_shape: tuple[int, int, int],
                  scheduler_config: dict) -> torch.Tensor:
-    """Denoise a whole video; returns latents `[F, C, h, w]` (float32, CPU)."""
+    """Denoise a whole video; returns latents `[F, C, h, w]` (float32, CPU).
+
+    Every step runs the windows in order and blends their predictions; the frames a window completes
+    take their scheduler step at once, each frame segment with its own scheduler instance (so
+    multistep schedulers keep per-segment histories). Beyond the latents themselves, memory holds only
+    the predictions of the frames still open, about one window.
+    """
     param = next(animate_net.parameters())
     device, dtype = param.device, param.dtype
     max_window = animate_net.unet.config.motion_max_seq_length
     if options.window > max_window:
         raise ValueError(f"window {options.window} exceeds the temporal layers' maximum of {max_window} frames")
-    scheduler = make_scheduler(options.scheduler, scheduler_config, options.karras)
-    scheduler.set_timesteps(options.steps)
     frames = options.num_frames
-    latents = initial_noise((frames, *latent_shape), options.seed) * scheduler.init_noise_sigma
+    windows = context_windows(frames, options.window, options.overlap)
+    segments = window_segments(windows, frames)
+    schedulers = [make_scheduler(options.scheduler, scheduler_config, options.karras) for _ in segments]
+    for scheduler in schedulers:
+        scheduler.set_timesteps(options.steps)
+    timesteps = schedulers[0].timesteps
+    latents = initial_noise((frames, *latent_shape), options.seed) * schedulers[0].init_noise_sigma
     has_text = conditioning.text is not None
     has_audio = conditioning.audio_tokens is not None
     passes = guidance_passes(options.text_guidance, options.audio_guidance, has_text, has_audio)
     denoise = WindowDenoiser(animate_net, conditioning, passes, dtype, device)
-    windows = context_windows(frames, options.window, options.overlap)
     weights = [window_weights(s, e, frames, options.overlap) for s, e in windows]
-    timesteps = scheduler.timesteps
     for step, t in enumerate(timesteps):
         scales = conditioning.scales_at(step, len(timesteps))
-        model_input = scheduler.scale_model_input(latents, t)
-        blended = torch.zeros_like(latents)
-        total = torch.zeros(frames)
-        for index, ((start, end), w) in enumerate(zip(windows, weights)):
-            pred = denoise(model_input[start:end], t, start, end, scales, options.structure)
-            blended[start:end] += pred * w.view(-1, 1, 1, 1)
-            total[start:end] += w
-            if options.callback is not None and index < len(windows) - 1:
-                options.callback(SamplingProgress(step, len(timesteps), index, len(windows)))
-        blended /= total.view(-1, 1, 1, 1)
-        result = scheduler.step(blended, t, latents)
-        latents = result.prev_sample
-        if options.callback is not None:
-            denoised = getattr(result, "pred_original_sample", None)
-            options.callback(SamplingProgress(step, len(timesteps), len(windows) - 1, len(windows),
-                                              denoised if denoised is not None else latents))
+        open_from, blended, total = 0, latents.new_zeros((0, *latent_shape)), torch.zeros(0)
+        for index, ((start, end), w, (done_from, done_to), scheduler) in enumerate(zip(windows, weights, segments,
+                                                                                        schedulers)):
+            pred = denoise(scheduler.scale_model_input(latents[start:end], t), t, start, end, scales,
+                           options.structure)
+            grow = end - open_from - blended.shape[0]
+            if grow > 0:
+                blended = torch.cat([blended, latents.new_zeros((grow, *latent_shape))])
+                total = torch.cat([total, torch.zeros(grow)])
+            blended[start - open_from: end - open_from] += pred * w.view(-1, 1, 1, 1)
+            total[start - open_from: end - open_from] += w
+            done = slice(done_from - open_from, done_to - open_from)
+            result = scheduler.step(blended[done] / total[done].view(-1, 1, 1, 1), t, latents[done_from:done_to])
+            latents[done_from:done_to] = result.prev_sample
+            blended, total, open_from = blended[done.stop:], total[done.stop:], done_to
+            if options.callback is not None:
+                options.callback(SamplingProgress(step, len(timesteps), index, len(windows), (done_from, done_to),
+                                                  getattr(result, "pred_original_sample", None)))
     return latents

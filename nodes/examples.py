@@ -8,7 +8,7 @@ from pathlib import Path
 from comfy_api.v0_0_2 import io
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
-REFERENCES = {"SynthTalk face (demo)": "demo_reference.png"}
+REFERENCES = {"SynthTalk face (demo)": "demo_reference.png", "SynthTalk face, 256 px (demo)": "demo_reference_256.png"}
 SPEECH = {"English sentence (espeak-ng)": "demo_speech.wav"}
 
 

@@ -10,10 +10,10 @@ import os
 import torch
 from comfy_api.v0_0_2 import io
 
+from . import io_types
+
 log = logging.getLogger(__name__)
 
-# Our own type: a list with one faces.CropInfo per cropped image (where each crop came from).
-CropInfo = io.Custom("PORTRAITTALK_CROP_INFO")
 
 BACKENDS = ["auto", "mediapipe", "colour", "fallback"]  # faces.BACKENDS, without importing scipy here
 LANDMARKER_FILE = "face_landmarker.task"
@@ -49,7 +49,7 @@ class CropFace(io.ComfyNode):
             ],
             outputs=[
                 io.Image.Output("crop", tooltip="Square face crops [B, size, size, 3]."),
-                CropInfo.Output("crop_info", tooltip="Where each crop came from, for 'Paste Back Face'."),
+                io_types.CropInfo.Output("crop_info", tooltip="Where each crop came from, for 'Paste Back Face'."),
                 io.Mask.Output("face_mask", tooltip="Face region in the crop (landmark hull, or an ellipse when "
                                                     "there are no landmarks), 0..1: the sampler's structure map."),
             ],
@@ -99,7 +99,7 @@ class PasteBack(io.ComfyNode):
             inputs=[
                 io.Image.Input("images", tooltip="Generated frames [F, s, s, 3] (e.g. from 'Decode Frames'); any "
                                                  "square size, they need not match the crop size."),
-                CropInfo.Input("crop_info", tooltip="From 'Crop Face': one crop for all frames, or one per frame."),
+                io_types.CropInfo.Input("crop_info", tooltip="From 'Crop Face': one crop for all frames, or one per frame."),
                 io.Image.Input("original", tooltip="The photo that was cropped (one for all frames), or one "
                                                    "original per frame."),
                 io.Float.Input("feather", default=0.1, min=0.0, max=0.5, step=0.01,

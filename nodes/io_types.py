@@ -10,3 +10,4 @@ ImageEncoder = io.Custom("PORTRAITTALK_IMAGE_ENCODER")  # a PortraitTalkPipeline
 AudioEncoder = io.Custom("PORTRAITTALK_AUDIO_ENCODER")  # MelEncoder or Wav2Vec2Encoder
 Identity = io.Custom("PORTRAITTALK_IDENTITY")  # IdentityFeatures
 AudioEmbeds = io.Custom("PORTRAITTALK_AUDIO_EMBEDS")  # AudioEmbeds
+CropInfo = io.Custom("PORTRAITTALK_CROP_INFO")  # a list of faces.CropInfo, one per cropped image

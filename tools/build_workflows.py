@@ -1,0 +1,193 @@
+"""Write the example workflows in `workflows/` (UI format, for drag and drop) and `workflows/api/` (API format,
+for headless POST /prompt), from the graphs defined here.
+
+The UI files need each node's widget order, which comes from a real ComfyUI's /object_info:
+
+    python tools/build_workflows.py            # starts the test harness's ComfyUI to read /object_info
+    python tools/build_workflows.py --object-info object_info.json
+
+Edit the graphs here, not the JSON files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+from comfyui.workflow import input_names, input_spec, is_widget, widget_slots  # noqa: E402
+
+DEMO = "portraittalk_demo.safetensors (bundled)"
+MEL = "mel (built in, no weights)"
+
+
+def generation(prompt: str = "", *, steps: int = 20, text_guidance: float = 1.0, window: int = 16, overlap: int = 4,
+               image=("demo", 0), audio=("demo", 1), extra_references=None, prefix: str = "portraittalk/basic",
+               preview: bool = True, evaluate: bool = True) -> dict:
+    """The whole path, node by node: loaders → text/identity/audio → patch → sampler → decode → video."""
+    g = {
+        "demo": ("PortraitTalkDemoInputs", {"reference": "SynthTalk face (demo)", "speech": "English sentence (espeak-ng)"}),
+        "identity_net": ("PortraitTalkLoadIdentityNet", {"model_name": DEMO}),
+        "animate_net": ("PortraitTalkLoadAnimateNet", {"model_name": DEMO}),
+        "text_encoder": ("PortraitTalkLoadTextEncoder", {"model_name": DEMO}),
+        "image_encoder": ("PortraitTalkLoadImageEncoder", {"model_name": DEMO}),
+        "audio_encoder": ("PortraitTalkLoadAudioEncoder", {"encoder_name": MEL}),
+        "text": ("PortraitTalkTextEncode", {"text_encoder": ("text_encoder", 0), "text": prompt}),
+        "identity": ("PortraitTalkEncodeIdentity", {"identity_net": ("identity_net", 0), "image": image,
+                                                     "image_encoder": ("image_encoder", 0), "positive": ("text", 0),
+                                                     "negative": ("text", 1)}),
+        "audio_embeds": ("PortraitTalkEncodeAudio", {"animate_net": ("animate_net", 0), "audio": audio,
+                                                     "audio_encoder": ("audio_encoder", 0), "fps": 0.0}),
+        "patch": ("PortraitTalkApplyDecoupledAttention", {
+            "animate_net": ("animate_net", 0), "identity": ("identity", 0), "audio_embeds": ("audio_embeds", 0),
+            "positive": ("text", 0), "negative": ("text", 1), "text_scale": 1.0, "identity_scale": 1.0,
+            "audio_scale": 1.0, "start_percent": 0.0, "end_percent": 1.0}),
+        "sampler": ("PortraitTalkSampler", {"animate_net": ("patch", 0), "steps": steps, "scheduler": "ddim",
+                                            "karras": False, "seed": 0, "text_guidance": text_guidance,
+                                            "audio_guidance": 1.0, "window": window, "overlap": overlap, "frames": 0}),
+        "decode": ("PortraitTalkDecode", {"latent": ("sampler", 0), "animate_net": ("animate_net", 0), "audio": audio,
+                                          "chunk": 8}),
+        "video": ("CreateVideo", {"images": ("decode", 0), "fps": ("decode", 1), "audio": ("decode", 2)}),
+        "save": ("SaveVideo", {"video": ("video", 0), "filename_prefix": prefix, "format": "auto", "codec": "auto"}),
+    }
+    if extra_references is not None:
+        g["identity"][1]["extra_references"] = extra_references
+    if preview:
+        g["preview"] = ("PortraitTalkPreviewVideo", {"images": ("decode", 0), "fps": ("decode", 1),
+                                                     "audio": ("decode", 2)})
+    if evaluate:
+        g["evaluate"] = ("PortraitTalkEvaluate", {"images": ("decode", 0), "audio": ("decode", 2), "fps": ("decode", 1),
+                                                  "reference": image})
+    return g
+
+
+def workflows() -> dict[str, dict]:
+    basic = generation()
+    text = generation("a face with glasses and a hat on a blue background, smiling", text_guidance=2.0,
+                      prefix="portraittalk/text")
+    multi = generation(prefix="portraittalk/multireference", extra_references=("demo_hd", 0))
+    multi["demo_hd"] = ("PortraitTalkDemoInputs", {"reference": "SynthTalk face, 256 px (demo)",
+                                                   "speech": "English sentence (espeak-ng)"})
+    long = generation(window=16, overlap=6, audio=("long_audio", 0), prefix="portraittalk/long", evaluate=False)
+    long["twice"] = ("AudioConcat", {"audio1": ("demo", 1), "audio2": ("demo", 1), "direction": "after"})
+    long["long_audio"] = ("AudioConcat", {"audio1": ("twice", 0), "audio2": ("twice", 0), "direction": "after"})
+    return {"portraittalk_basic": basic, "portraittalk_text": text, "portraittalk_multireference": multi,
+            "portraittalk_long_audio": long}
+
+
+# ------------------------------------------------------------------------------------------ conversion
+
+
+def to_api(graph: dict) -> dict:
+    ids = {name: str(i + 1) for i, name in enumerate(graph)}
+    api = {}
+    for name, (node_type, inputs) in graph.items():
+        api[ids[name]] = {"class_type": node_type, "_meta": {"title": name.replace("_", " ")},
+                          "inputs": {k: ([ids[v[0]], v[1]] if isinstance(v, tuple) else v) for k, v in inputs.items()}}
+    return api
+
+
+def _depths(graph: dict) -> dict[str, int]:
+    depth: dict[str, int] = {}
+
+    def visit(name: str) -> int:
+        if name not in depth:
+            parents = [v[0] for v in graph[name][1].values() if isinstance(v, tuple)]
+            depth[name] = 1 + max((visit(p) for p in parents), default=-1)
+        return depth[name]
+
+    for name in graph:
+        visit(name)
+    return depth
+
+
+def to_ui(graph: dict, object_info: dict) -> dict:
+    """A LiteGraph workflow: nodes laid out in columns by depth, links, and widgets_values in the order
+    the frontend expects."""
+    ids = {name: i + 1 for i, name in enumerate(graph)}
+    depth = _depths(graph)
+    rows: dict[int, int] = {}
+    nodes, links = [], []
+    outputs_links: dict[tuple[int, int], list[int]] = {}
+    for name, (node_type, inputs) in graph.items():
+        info = object_info[node_type]
+        for input_name, value in inputs.items():
+            if isinstance(value, tuple):
+                link_id = len(links) + 1
+                spec = input_spec(info, input_name)
+                links.append([link_id, ids[value[0]], value[1], ids[name], input_name, spec[1] if spec else "*"])
+                outputs_links.setdefault((ids[value[0]], value[1]), []).append(link_id)
+    for name, (node_type, inputs) in graph.items():
+        info = object_info[node_type]
+        column = depth[name]
+        row = rows.get(column, 0)
+        rows[column] = row + 1
+        node_inputs, widget_values = [], []
+        for input_name in input_names(info):
+            spec = input_spec(info, input_name)
+            typ, opts = spec[1], spec[2]
+            linked = isinstance(inputs.get(input_name), tuple)
+            if not is_widget(typ, opts) or linked:
+                link = next((l[0] for l in links if l[3] == ids[name] and l[4] == input_name), None)
+                entry = {"name": input_name, "type": typ if isinstance(typ, str) else "COMBO", "link": link}
+                if is_widget(typ, opts):
+                    entry["widget"] = {"name": input_name}
+                node_inputs.append(entry)
+        for slot in widget_slots(info)[0]:
+            if slot.kind == "input":
+                value = inputs.get(slot.name)
+                if isinstance(value, tuple):
+                    value = slot.options.get("default")
+                widget_values.append(value if value is not None else slot.options.get("default"))
+            else:
+                widget_values.append("fixed")
+        out_types = info.get("output", [])
+        out_names = info.get("output_name", out_types)
+        node_outputs = [{"name": out_names[i], "type": t, "slot_index": i,
+                         "links": outputs_links.get((ids[name], i), [])} for i, t in enumerate(out_types)]
+        nodes.append({"id": ids[name], "type": node_type, "pos": [60 + 340 * column, 60 + 260 * row],
+                      "size": [300, 120 + 26 * len(widget_values)], "flags": {}, "order": depth[name], "mode": 0,
+                      "title": info.get("display_name", node_type), "inputs": node_inputs, "outputs": node_outputs,
+                      "properties": {"Node name for S&R": node_type}, "widgets_values": widget_values})
+    for link in links:  # LiteGraph links name the target slot by index
+        target = next(n for n in nodes if n["id"] == link[3])
+        link[4] = next(i for i, entry in enumerate(target["inputs"]) if entry["name"] == link[4])
+    return {"last_node_id": len(nodes), "last_link_id": len(links), "nodes": nodes, "links": links, "groups": [],
+            "config": {}, "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}}, "version": 0.4}
+
+
+def object_info_from_server() -> dict:
+    import tempfile
+
+    from comfyui.environment import ensure_comfyui
+    from comfyui.server import ComfyServer
+
+    server = ComfyServer(ensure_comfyui(), Path(tempfile.mkdtemp()), with_testnodes=False)
+    server.start()
+    try:
+        client = server.client()
+        return client.object_info()
+    finally:
+        server.stop()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--object-info", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=REPO / "workflows")
+    args = parser.parse_args(argv)
+    info = json.loads(args.object_info.read_text()) if args.object_info else object_info_from_server()
+    (args.out / "api").mkdir(parents=True, exist_ok=True)
+    for name, graph in workflows().items():
+        (args.out / f"{name}.json").write_text(json.dumps(to_ui(graph, info), indent=1) + "\n")
+        (args.out / "api" / f"{name}.json").write_text(json.dumps(to_api(graph), indent=1) + "\n")
+        print(f"wrote workflows/{name}.json and workflows/api/{name}.json")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
