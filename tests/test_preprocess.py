@@ -216,7 +216,8 @@ def test_clip_store_reads_the_result(processed):
     out, _ = processed
     store = ClipStore(out, MelEncoder(), 2)
     assert len(store) == 2
-    for clip in store.clips:
+    for index in range(len(store)):
+        clip = store.clip(index)
         assert clip.audio_windows.shape[:2] == (clip.num_frames, 5)
 
 

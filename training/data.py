@@ -11,7 +11,9 @@ clip as the reference. The text is dropped only where the reference already look
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,26 +33,39 @@ class Batch:
 
 
 class ClipStore:
-    """Clips of one data set in memory-mapped form, with their audio features on the video clock."""
+    """The clips of one data set. Audio features (on the video clock) are computed once for every clip;
+    frames and masks are read when a clip is drawn, and the last few clips are kept (npy frames are
+    memory-mapped, mp4 frames decoded), so a data set larger than memory trains too."""
 
-    def __init__(self, root, audio_encoder, window_radius: int):
+    def __init__(self, root, audio_encoder, window_radius: int, cache: int = 16):
+        from functools import lru_cache
+
         from ..models.audio import features_per_frame, frame_windows, prepare_waveform
 
-        self.root = root
+        self.root = Path(root)
         index = layout.read_index(root)
         self.fps = float(index["fps"])
-        self.clips = []
-        for clip_id in index["clips"]:
-            clip = layout.read_clip(root, clip_id, fps=self.fps)
-            wav = prepare_waveform(clip.audio, clip.sample_rate, name=f"{clip_id}/audio.wav")
-            per_frame = features_per_frame(audio_encoder(wav), clip.num_frames, self.fps)
-            clip.audio_windows = frame_windows(per_frame, window_radius).numpy()
-            self.clips.append(clip)
-        if not self.clips:
+        self.clip_ids = list(index["clips"])
+        if not self.clip_ids:
             raise ValueError(f"{root}: the data set has no clips")
+        self.audio_windows = []
+        for clip_id in self.clip_ids:
+            clip_dir = self.root / "clips" / clip_id
+            meta = json.loads((clip_dir / "meta.json").read_text()) if (clip_dir / "meta.json").is_file() else {}
+            wav, rate = layout.read_wav(clip_dir / "audio.wav")
+            frames = int(meta.get("frames") or layout.read_frames(clip_dir).shape[0])
+            wav = prepare_waveform(wav, rate, name=f"{clip_id}/audio.wav")
+            per_frame = features_per_frame(audio_encoder(wav), frames, self.fps)
+            self.audio_windows.append(frame_windows(per_frame, window_radius).numpy())
+        self.clip = lru_cache(maxsize=cache)(self._read)
+
+    def _read(self, index: int) -> layout.Clip:
+        clip = layout.read_clip(self.root, self.clip_ids[index], fps=self.fps)
+        clip.audio_windows = self.audio_windows[index]
+        return clip
 
     def __len__(self) -> int:
-        return len(self.clips)
+        return len(self.clip_ids)
 
 
 def _masks(clip, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -96,7 +111,7 @@ class PairSampler:
     def __call__(self) -> Batch:
         refs, targets, audio, face, lip, captions, dropped = [], [], [], [], [], [], []
         for _ in range(self.rows):
-            clip = self.store.clips[self.rng.integers(len(self.store))]
+            clip = self.store.clip(int(self.rng.integers(len(self.store))))
             frames = self._frames(clip)
             reference, edited = self._reference(clip)
             drop = not edited and self.rng.random() < self.text_dropout
