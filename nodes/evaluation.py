@@ -1,3 +1,204 @@
-"""(being written) ComfyUI nodes: evaluation."""
+"""Evaluation node: ADFD (and LMD, CSIM) of a generated video, as JSON, a plot, and a panel in the node."""
 
-NODES = []
+from __future__ import annotations
+
+import json
+import math
+import os
+import uuid
+
+import numpy as np
+from comfy_api.v0_0_2 import io
+
+UI_KEY = "portraittalk_eval"  # the web extension (web/portraittalk.js) reads this ui key
+SUBFOLDER = "portraittalk"
+BACKENDS = ["auto", "colour", "mediapipe", "fallback"]
+ADFD_PARTS = ("score", "spatial", "temporal", "jitter", "lag", "landmarks", "spatial_mode", "version", "notes")
+
+
+class Evaluate(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PortraitTalkEvaluate", display_name="Evaluate Talking Face (PortraitTalk)",
+            category="PortraitTalk/evaluation", is_output_node=True,
+            description="Scores a generated video against its audio: ADFD (mouth shapes, timing and steadiness; "
+                        "this project's reading of the paper's metric, see evaluation/README.md), LMD against a "
+                        "ground-truth video and CSIM against the reference. Shows the score, its parts and a "
+                        "mouth-vs-audio plot in the node. A metric that cannot be measured on these frames (no "
+                        "face, too short) is reported with its reason instead of stopping the workflow.",
+            inputs=[
+                io.Image.Input("images", tooltip="The generated frames, e.g. 'images' from 'Decode Frames'."),
+                io.Audio.Input("audio", tooltip="The audio the video should follow (any rate, mono or stereo)."),
+                io.Float.Input("fps", default=25.0, min=1.0, max=120.0, step=1.0,
+                               tooltip="Frame rate of the frames; connect 'fps' from 'Decode Frames'."),
+                io.Combo.Input("backend", options=BACKENDS, default="auto",
+                               tooltip="Face analysis: 'colour' for SynthTalk / demo-model frames, 'mediapipe' "
+                                       "for real faces (pip install comfyui-portraittalk[faces]), 'fallback' has "
+                                       "no landmarks (ADFD and LMD then report why they are missing); 'auto' "
+                                       "takes mediapipe when installed, else the fallback."),
+                io.Boolean.Input("adfd", default=True,
+                                 tooltip="ADFD in [0, 1], higher is better: 0.4·spatial + 0.4·temporal + "
+                                         "0.2·jitter, with the audio-video lag in frames. Needs 5+ frames."),
+                io.Boolean.Input("lmd", default=True,
+                                 tooltip="Landmark distance to the ground-truth video (lower is better); skipped "
+                                         "without ground_truth."),
+                io.Boolean.Input("csim", default=True,
+                                 tooltip="Identity similarity to the reference (colour-histogram embedder, not a "
+                                         "face-recognition model); skipped without reference."),
+                io.Image.Input("reference", optional=True,
+                               tooltip="The reference portrait (first image of the batch), for CSIM."),
+                io.Image.Input("ground_truth", optional=True,
+                               tooltip="The real video of the same speech, for LMD and a landmark-based ADFD "
+                                       "spatial part."),
+            ],
+            outputs=[io.String.Output("scores", display_name="scores",
+                                      tooltip="JSON: every metric with the model and version behind it."),
+                     io.Image.Output("plot", display_name="plot",
+                                     tooltip="Mouth aperture (red) against loudness (blue) over time.")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, fps=25.0, backend="auto", adfd=True, lmd=True, csim=True):
+        if fps is not None and not _positive(fps):  # None: linked, known only when it runs
+            return f"fps must be a positive number, got {fps!r}"
+        if backend is not None and backend not in BACKENDS:  # 0.3.75 does not check V3 combo values itself
+            return f"backend must be one of {BACKENDS}, got {backend!r}"
+        if adfd is False and lmd is False and csim is False:
+            return "select at least one metric (adfd, lmd, csim)"
+        return True
+
+    @classmethod
+    def execute(cls, images, audio, fps, backend, adfd, lmd, csim, reference=None,
+                ground_truth=None) -> io.NodeOutput:
+        import folder_paths
+        import torch
+        from PIL import Image
+
+        from ..evaluation import plot_mouth_vs_audio, summary_row
+
+        if not _positive(fps):
+            raise ValueError(f"fps must be a positive number, got {fps!r}")
+        selected = [name for name, on in (("adfd", adfd), ("lmd", lmd), ("csim", csim)) if on]
+        if not selected:
+            raise ValueError("select at least one metric (adfd, lmd, csim)")
+        frames = _frames(images, "images")
+        waveform = audio["waveform"]
+        waveform = waveform[0] if waveform.ndim == 3 else waveform  # first item of an audio batch
+        reference = None if reference is None else _frames(reference, "reference")[0]
+        ground_truth = None if ground_truth is None else _frames(ground_truth, "ground_truth")
+        folder = os.path.join(folder_paths.get_temp_directory(), SUBFOLDER)
+        result = measure(frames, waveform, int(audio["sample_rate"]), float(fps), selected, backend,
+                         reference=reference, ground_truth=ground_truth, cache_dir=os.path.join(folder, "faces"))
+
+        if "series" in result:
+            plot = plot_mouth_vs_audio(result)
+        else:
+            plot = message_image(result["metrics"].get("adfd", {}).get("error") or "ADFD was not measured")
+        name = f"eval_{uuid.uuid4().hex[:12]}.png"
+        os.makedirs(folder, exist_ok=True)
+        Image.fromarray(plot).save(os.path.join(folder, name), compress_level=1)
+
+        result = finite(result)  # NaN is not JSON: the browser's JSON.parse would reject the message
+        scores = {k: v for k, v in result.items() if k != "series"}
+        adfd_result = result["metrics"].get("adfd", {})
+        panel = {
+            "adfd": {k: adfd_result[k] for k in ADFD_PARTS + ("error", "skipped") if k in adfd_result},
+            "summary": summary_row(result),
+            "other": {k: _headline(v) for k, v in result["metrics"].items() if k != "adfd"},
+            "frames": result["frames"], "fps": result["fps"],
+            "face_backend": result.get("face_backend", {}).get("name"),
+            "frames_without_face": len(result.get("frames_without_face", [])),
+            "plot": {"filename": name, "subfolder": SUBFOLDER, "type": "temp"},
+        }
+        plot_tensor = torch.from_numpy(plot.astype(np.float32) / 255.0)[None]
+        return io.NodeOutput(json.dumps(scores, indent=2), plot_tensor, ui={UI_KEY: [panel]})
+
+
+def measure(frames: np.ndarray, waveform, sample_rate: int, fps: float, metrics: list[str], backend: str, *,
+            reference=None, ground_truth=None, cache_dir=None) -> dict:
+    """`evaluate()` one metric at a time, so that one that cannot be measured on these frames (a
+    ValueError: no face, no landmarks, too few frames) becomes {"error": reason} while the others
+    still report. The face analysis runs once: later calls read it from `cache_dir`."""
+    from ..evaluation import evaluate
+
+    merged: dict | None = None
+    errors: dict[str, dict] = {}
+    for name in metrics:
+        try:
+            r = evaluate(frames, waveform, sample_rate, fps, reference=reference, ground_truth=ground_truth,
+                         metrics=(name,), backend=backend, cache_dir=cache_dir)
+        except ValueError as exc:
+            errors[name] = {"error": str(exc)}
+            continue
+        if merged is None:
+            merged = r
+        else:
+            merged["metrics"].update(r["metrics"])
+            merged.update({k: v for k, v in r.items() if k == "series"})
+    if merged is None:
+        merged = {"frames": int(frames.shape[0]), "fps": fps, "metrics": {}}
+    merged["metrics"].update(errors)
+    merged["metrics"] = {name: merged["metrics"][name] for name in metrics}  # in the order asked for
+    return merged
+
+
+def _positive(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def finite(obj):
+    """`obj` with every non-finite float replaced by None (and numpy scalars made plain)."""
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def _frames(images, name: str) -> np.ndarray:
+    """IMAGE → uint8 numpy [F, H, W, 3] (a quarter of the float video's memory); an error that names
+    the input for anything else."""
+    from .preview import as_frames, frame_uint8
+
+    try:
+        frames = as_frames(images)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+    return np.stack([frame_uint8(f) for f in frames])
+
+
+def _headline(metric: dict) -> dict:
+    """What the node's panel shows of a metric other than ADFD."""
+    keep = ("value", "skipped", "error", "model", "version")
+    out = {k: metric[k] for k in keep if k in metric}
+    if isinstance(out.get("model"), dict):
+        out["model"] = out["model"].get("name")
+    return out
+
+
+def message_image(text: str, width: int = 900, height: int = 320) -> np.ndarray:
+    """A plot-sized white image with a message, when there is no series to draw."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    img = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    words, lines, line = text.split(), [], ""
+    for word in words:  # wrap at about 110 characters of the default font
+        if len(line) + len(word) + 1 > 110:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    lines.append(line)
+    draw.text((20, 20), "ADFD plot unavailable:", fill=(160, 0, 0), font=ImageFont.load_default())
+    for i, ln in enumerate(lines[:12]):
+        draw.text((20, 44 + 16 * i), ln, fill=(0, 0, 0), font=ImageFont.load_default())
+    return np.asarray(img)
+
+
+NODES = [Evaluate]
