@@ -1,0 +1,1 @@
+"""Helpers for driving ComfyUI's frontend in headless Debian chromium with Playwright (tests only)."""
