@@ -276,13 +276,18 @@ class PortraitTalkPipeline:
         return ((images + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).contiguous()
 
     @torch.no_grad()
+    def preview_frames(self, latents: torch.Tensor) -> np.ndarray:
+        """Model latents `[N, C, h, w]` → uint8 frames `[N, H', W', 3]`, cheaply decoded (exactly for the tiny
+        codec, a linear latent→RGB map for the VAE)."""
+        rgb = self.components.codec.preview(latents.to(self.device, self.dtype)).float()
+        return ((rgb + 1) * 127.5).clamp(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()
+
     def preview_image(self, latents: torch.Tensor):
-        """A PIL image of the middle frame of model latents `[F, C, h, w]`, cheaply decoded."""
+        """A PIL image of the middle frame of model latents `[F, C, h, w]`."""
         from PIL import Image
 
-        frame = latents[latents.shape[0] // 2: latents.shape[0] // 2 + 1].to(self.device, self.dtype)
-        rgb = ((self.components.codec.preview(frame)[0].float() + 1) * 127.5).clamp(0, 255).byte()
-        return Image.fromarray(rgb.permute(1, 2, 0).cpu().numpy())
+        middle = latents.shape[0] // 2
+        return Image.fromarray(self.preview_frames(latents[middle: middle + 1])[0])
 
     # ------------------------------------------------------------------------------------------- all
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import comfy.model_management as mm
 import comfy.utils
+import numpy as np
+from PIL import Image
 from comfy.cli_args import LatentPreviewMethod, args
 
 _PIPELINES: OrderedDict = OrderedDict()
@@ -48,20 +50,32 @@ def on_compute_device(pipeline):
 
 class Progress:
     """A ComfyUI progress bar driven by the sampler's per-window callback. Every update is an interrupt
-    point: ComfyUI raises InterruptProcessingException from inside it, and nothing here catches it."""
+    point: ComfyUI raises InterruptProcessingException from inside it, and nothing here catches it.
 
-    def __init__(self, total: int, preview=None):
+    With previews on, it also sends the current x0 estimate as the step preview image and, when given a
+    node id, assembles each step's estimates into a partial video for the node's player (throttled)."""
+
+    def __init__(self, total: int, pipeline=None, node_id=None, num_frames: int = 0, fps: float = 25.0):
         self.bar = comfy.utils.ProgressBar(total)
-        self.preview = preview if args.preview_method != LatentPreviewMethod.NoPreviews else None
+        previews = pipeline is not None and args.preview_method != LatentPreviewMethod.NoPreviews
+        self.pipeline = pipeline if previews else None
+        self.node_id, self.num_frames, self.fps = node_id, num_frames, fps
+        self.video = None  # uint8 [F, h, w, 3]: this step's estimates so far
 
     def __call__(self, event) -> None:
         image = None
-        if self.preview is not None and event.denoised is not None:
-            image = ("JPEG", self.preview(event.denoised), args.preview_size)
-        self.bar.update_absolute(event.completed, event.total, image)
+        if self.pipeline is not None and event.denoised is not None:
+            frames = self.pipeline.preview_frames(event.denoised)
+            image = ("JPEG", Image.fromarray(frames[len(frames) // 2]), args.preview_size)
+            if self.node_id is not None:
+                if self.video is None:
+                    self.video = np.zeros((self.num_frames, *frames.shape[1:]), np.uint8)
+                self.video[event.frames[0]: event.frames[1]] = frames
+                if event.window == event.num_windows - 1:
+                    from .preview import publish_partial_video
 
-    def step(self, done: int, total: int) -> None:
-        self.bar.update_absolute(done, total)
+                    publish_partial_video(self.node_id, self.video, self.fps)
+        self.bar.update_absolute(event.completed, event.total, image)
 
 
 def check_interrupted() -> None:

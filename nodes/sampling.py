@@ -44,6 +44,7 @@ class Sampler(io.ComfyNode):
                                       "'Crop Face')."),
             ],
             outputs=[io.Latent.Output("latent")],
+            hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
@@ -69,7 +70,8 @@ class Sampler(io.ComfyNode):
                                                    size=(pipe.size, pipe.size), mode="bilinear", align_corners=False)
             if maps.shape[0] not in (1, num_frames):
                 raise ValueError(f"structure has {maps.shape[0]} masks; give 1 or one per frame ({num_frames})")
-        progress = Progress(steps * len(context_windows(num_frames, window, overlap)), preview=pipe.preview_image)
+        progress = Progress(steps * len(context_windows(num_frames, window, overlap)), pipe, cls.hidden.unique_id,
+                            num_frames, animate_net.fps)
         options = SamplingOptions(num_frames=num_frames, steps=steps, scheduler=scheduler, karras=karras, seed=seed,
                                   text_guidance=text_guidance, audio_guidance=audio_guidance, window=window,
                                   overlap=overlap, structure=maps, callback=progress)

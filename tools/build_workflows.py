@@ -22,6 +22,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from comfyui.workflow import input_names, input_spec, is_widget, widget_slots  # noqa: E402
 
 DEMO = "portraittalk_demo.safetensors (bundled)"
+TALL_NODES = {"PortraitTalkPreviewVideo": [400, 470], "PortraitTalkEvaluate": [480, 540]}  # their players/plots
 MEL = "mel (built in, no weights)"
 
 
@@ -61,6 +62,7 @@ def generation(prompt: str = "", *, steps: int = 20, text_guidance: float = 1.0,
                                                      "audio": ("decode", 2)})
     if evaluate:
         g["evaluate"] = ("PortraitTalkEvaluate", {"images": ("decode", 0), "audio": ("decode", 2), "fps": ("decode", 1),
+                                                  "backend": "colour", "adfd": True, "lmd": True, "csim": True,
                                                   "reference": image})
     return g
 
@@ -110,7 +112,7 @@ def to_ui(graph: dict, object_info: dict) -> dict:
     the frontend expects."""
     ids = {name: i + 1 for i, name in enumerate(graph)}
     depth = _depths(graph)
-    rows: dict[int, int] = {}
+    heights: dict[int, int] = {}  # column → next free y
     nodes, links = [], []
     outputs_links: dict[tuple[int, int], list[int]] = {}
     for name, (node_type, inputs) in graph.items():
@@ -124,8 +126,9 @@ def to_ui(graph: dict, object_info: dict) -> dict:
     for name, (node_type, inputs) in graph.items():
         info = object_info[node_type]
         column = depth[name]
-        row = rows.get(column, 0)
-        rows[column] = row + 1
+        size = TALL_NODES.get(node_type, [300, 120 + 26 * len(widget_slots(info)[0])])
+        y = heights.get(column, 60)
+        heights[column] = y + size[1] + 60
         node_inputs, widget_values = [], []
         for input_name in input_names(info):
             spec = input_spec(info, input_name)
@@ -149,8 +152,8 @@ def to_ui(graph: dict, object_info: dict) -> dict:
         out_names = info.get("output_name", out_types)
         node_outputs = [{"name": out_names[i], "type": t, "slot_index": i,
                          "links": outputs_links.get((ids[name], i), [])} for i, t in enumerate(out_types)]
-        nodes.append({"id": ids[name], "type": node_type, "pos": [60 + 340 * column, 60 + 260 * row],
-                      "size": [300, 120 + 26 * len(widget_values)], "flags": {}, "order": depth[name], "mode": 0,
+        nodes.append({"id": ids[name], "type": node_type, "pos": [60 + 380 * column, y],
+                      "size": size, "flags": {}, "order": depth[name], "mode": 0,
                       "title": info.get("display_name", node_type), "inputs": node_inputs, "outputs": node_outputs,
                       "properties": {"Node name for S&R": node_type}, "widgets_values": widget_values})
     for link in links:  # LiteGraph links name the target slot by index

@@ -98,7 +98,7 @@ class PortraitTalkObjective(nn.Module):
         t_frames = t.repeat_interleave(frames)
         flat = lambda x: x.flatten(0, 1)  # noqa: E731
         noisy = self.noise_schedule.add_noise(flat(x0), flat(noise), t_frames).view_as(x0)
-        target = self.noise_schedule.get_velocity(flat(x0), flat(noise), t_frames).view_as(x0)
+        target = self._target(x0, noise, t_frames)
 
         hidden = self._patch_mask(x0.shape, rand) * (rand(rows) < cfg.mask_probability).view(-1, 1, 1, 1, 1)
         noisy = torch.where(hidden.bool(), torch.randn(x0.shape, generator=generator).to(device), noisy)
@@ -114,6 +114,13 @@ class PortraitTalkObjective(nn.Module):
         masked = (error * hidden).sum() / (hidden.sum() * error.shape[2]).clamp(min=1)
         loss = denoise + cfg.mask_loss_weight * masked
         return {"loss": loss, "denoise": denoise.detach(), "mask_reconstruction": masked.detach()}
+
+    def _target(self, x0: torch.Tensor, noise: torch.Tensor, t_frames: torch.Tensor) -> torch.Tensor:
+        """What the model predicts, by the schedule's prediction type (v, noise, or the clean sample)."""
+        kind = self.noise_schedule.config.prediction_type
+        if kind == "v_prediction":
+            return self.noise_schedule.get_velocity(x0.flatten(0, 1), noise.flatten(0, 1), t_frames).view_as(x0)
+        return x0 if kind == "sample" else noise
 
     def _patch_mask(self, shape, rand, patch: int = 2) -> torch.Tensor:
         """1 on a random `mask_ratio` of the latent grid's patch×patch cells, per frame: `[B, F, 1, h, w]`."""

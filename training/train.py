@@ -76,8 +76,16 @@ def train(config: dict, out_dir: Path, data_dir: Path | None = None, *, resume: 
 
     seed = int(config.get("seed", 0))
     set_seed(seed)
-    model_config = load_config(config["model"], config.get("model_overrides"))
-    components = build_components(model_config)
+    if config.get("init_model"):  # fine-tune an existing model file
+        from ..models.components import load_components
+        from ..models.weights import read_model
+
+        state, model_config = read_model(config["init_model"])
+        components = load_components(model_config, state, config["init_model"])
+        components.to(dtype=torch.float32)
+    else:
+        model_config = load_config(config["model"], config.get("model_overrides"))
+        components = build_components(model_config)
     objective = PortraitTalkObjective(components, LossConfig(**{k: v for k, v in config.get("loss", {}).items()
                                                                 if k in {f.name for f in fields(LossConfig)}}))
     if config.get("gradient_checkpointing"):
