@@ -8,14 +8,26 @@ from . import folders, io_types
 from .runtime import load_pipeline
 
 MEL = "mel (built in, no weights)"
-FROM_MODEL = "from the model file"
-
-
-def _model_input(tooltip: str) -> io.Combo.Input:
-    return io.Combo.Input("model_name", options=folders.model_names(), tooltip=tooltip)
 
 
 class _ModelLoader(io.ComfyNode):
+    """One part of a PortraitTalk model file: every loader below differs only in what it says and returns."""
+
+    NODE_ID = DISPLAY_NAME = DESCRIPTION = TOOLTIP = ""
+    OUTPUT = io_types.IdentityNet
+    OUTPUT_NAME = ""
+    REQUIRES: str | None = None  # a component the model must bring, with the alternative to name
+    ALTERNATIVE = ""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id=cls.NODE_ID, display_name=cls.DISPLAY_NAME, category="PortraitTalk/loaders",
+            description=cls.DESCRIPTION,
+            inputs=[io.Combo.Input("model_name", options=folders.model_names(), tooltip=cls.TOOLTIP)],
+            outputs=[cls.OUTPUT.Output(cls.OUTPUT_NAME)],
+        )
+
     @classmethod
     def validate_inputs(cls, model_name):
         # ComfyUI 0.3.75 does not check V3 combo values itself; refuse unknown names (and '../') up front.
@@ -23,81 +35,47 @@ class _ModelLoader(io.ComfyNode):
             return f"'{model_name}' is not a model in ComfyUI's models/portraittalk folders"
         return True
 
-
-class LoadIdentityNet(_ModelLoader):
-    @classmethod
-    def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="PortraitTalkLoadIdentityNet", display_name="Load IdentityNet (PortraitTalk)",
-            category="PortraitTalk/loaders",
-            description="Loads IdentityNet, which reads the reference portraits once per video and keeps the "
-                        "identity consistent, from a PortraitTalk model file in models/portraittalk (or the "
-                        "bundled demo model).",
-            inputs=[_model_input("PortraitTalk .safetensors model; the bundled demo runs on a CPU.")],
-            outputs=[io_types.IdentityNet.Output("identity_net")],
-        )
-
     @classmethod
     def execute(cls, model_name: str) -> io.NodeOutput:
-        return io.NodeOutput(load_pipeline(folders.model_path(model_name)))
+        pipeline = load_pipeline(folders.model_path(model_name))
+        if cls.REQUIRES and getattr(pipeline.components, cls.REQUIRES) is None:
+            raise ValueError(f"{model_name} has no {cls.REQUIRES.replace('_', ' ')} of its own; {cls.ALTERNATIVE}")
+        return io.NodeOutput(pipeline)
+
+
+class LoadIdentityNet(_ModelLoader):
+    NODE_ID, DISPLAY_NAME = "PortraitTalkLoadIdentityNet", "Load IdentityNet (PortraitTalk)"
+    DESCRIPTION = ("Loads IdentityNet, which reads the reference portraits once per video and keeps the identity "
+                   "consistent, from a PortraitTalk model file in models/portraittalk (or the bundled demo model).")
+    TOOLTIP = "PortraitTalk .safetensors model; the bundled demo runs on a CPU."
+    OUTPUT, OUTPUT_NAME = io_types.IdentityNet, "identity_net"
 
 
 class LoadAnimateNet(_ModelLoader):
-    @classmethod
-    def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="PortraitTalkLoadAnimateNet", display_name="Load AnimateNet (PortraitTalk)",
-            category="PortraitTalk/loaders",
-            description="Loads AnimateNet, the video denoiser with identity, temporal and structure attention "
-                        "that 'Apply Decoupled Attention' patches and the sampler runs.",
-            inputs=[_model_input("PortraitTalk .safetensors model; usually the same file as IdentityNet's.")],
-            outputs=[io_types.AnimateNet.Output("animate_net")],
-        )
-
-    @classmethod
-    def execute(cls, model_name: str) -> io.NodeOutput:
-        return io.NodeOutput(load_pipeline(folders.model_path(model_name)))
+    NODE_ID, DISPLAY_NAME = "PortraitTalkLoadAnimateNet", "Load AnimateNet (PortraitTalk)"
+    DESCRIPTION = ("Loads AnimateNet, the video denoiser with identity, temporal and structure attention that "
+                   "'Apply Decoupled Attention' patches and the sampler runs.")
+    TOOLTIP = "PortraitTalk .safetensors model; usually the same file as IdentityNet's."
+    OUTPUT, OUTPUT_NAME = io_types.AnimateNet, "animate_net"
 
 
 class LoadTextEncoder(_ModelLoader):
-    @classmethod
-    def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="PortraitTalkLoadTextEncoder", display_name="Load Text Encoder (PortraitTalk)",
-            category="PortraitTalk/loaders",
-            description="Loads the text encoder that small models such as the bundled demo bring with them. "
-                        "Full-size models use ComfyUI's CLIPTextEncode with an SD-1.5 CLIP instead.",
-            inputs=[_model_input("A PortraitTalk model that includes its own text encoder.")],
-            outputs=[io_types.TextEncoder.Output("text_encoder")],
-        )
-
-    @classmethod
-    def execute(cls, model_name: str) -> io.NodeOutput:
-        pipeline = load_pipeline(folders.model_path(model_name))
-        if pipeline.components.text_encoder is None:
-            raise ValueError(f"{model_name} has no text encoder of its own; use CLIPTextEncode with an SD-1.5 CLIP")
-        return io.NodeOutput(pipeline)
+    NODE_ID, DISPLAY_NAME = "PortraitTalkLoadTextEncoder", "Load Text Encoder (PortraitTalk)"
+    DESCRIPTION = ("Loads the text encoder that small models such as the bundled demo bring with them. Full-size "
+                   "models use ComfyUI's CLIPTextEncode with an SD-1.5 CLIP instead.")
+    TOOLTIP = "A PortraitTalk model that includes its own text encoder."
+    OUTPUT, OUTPUT_NAME = io_types.TextEncoder, "text_encoder"
+    REQUIRES, ALTERNATIVE = "text_encoder", "use CLIPTextEncode with an SD-1.5 CLIP"
 
 
 class LoadImageEncoder(_ModelLoader):
-    @classmethod
-    def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="PortraitTalkLoadImageEncoder", display_name="Load Image Encoder (PortraitTalk)",
-            category="PortraitTalk/loaders",
-            description="Loads the image encoder behind the identity tokens from a PortraitTalk model that "
-                        "brings one (the demo does). Full-size models can use ComfyUI's CLIPVisionLoader "
-                        "(CLIP ViT-H) instead, wired to 'Encode Identity'.",
-            inputs=[_model_input("A PortraitTalk model that includes its own image encoder.")],
-            outputs=[io_types.ImageEncoder.Output("image_encoder")],
-        )
-
-    @classmethod
-    def execute(cls, model_name: str) -> io.NodeOutput:
-        pipeline = load_pipeline(folders.model_path(model_name))
-        if pipeline.components.image_encoder is None:
-            raise ValueError(f"{model_name} has no image encoder of its own; use CLIPVisionLoader (CLIP ViT-H)")
-        return io.NodeOutput(pipeline)
+    NODE_ID, DISPLAY_NAME = "PortraitTalkLoadImageEncoder", "Load Image Encoder (PortraitTalk)"
+    DESCRIPTION = ("Loads the image encoder behind the identity tokens from a PortraitTalk model that brings one "
+                   "(the demo does). Full-size models can use ComfyUI's CLIPVisionLoader (CLIP ViT-H) instead, "
+                   "wired to 'Encode Identity'.")
+    TOOLTIP = "A PortraitTalk model that includes its own image encoder."
+    OUTPUT, OUTPUT_NAME = io_types.ImageEncoder, "image_encoder"
+    REQUIRES, ALTERNATIVE = "image_encoder", "use CLIPVisionLoader (CLIP ViT-H)"
 
 
 class LoadAudioEncoder(io.ComfyNode):
