@@ -8,6 +8,8 @@ Three processors, installed by `install_processors`:
 - `DecoupledCrossAttnProcessor` (cross-attention in both nets): an `IPAdapterAttnProcessor2_0` whose
   extra streams are identity tokens and per-frame audio tokens, plus a scale on the text stream:
   `out = λ_txt·Attn(q, K_txt, V_txt) + λ_id·Attn(q, K_id, V_id) + λ_a·Attn(q, K_a, V_a)`.
+  The stream that uses the layer's own K/V (the "base", text by default) is configurable: Hallo's attn2
+  context is the face embedding, so there the base is identity and text is an extra stream.
 
 Everything a call needs (scales, tokens, identity features) travels in an `AttentionContext`, passed as
 `cross_attention_kwargs={"portraittalk": ctx}`. Processors hold weights but no per-call state, so one
@@ -67,7 +69,8 @@ class AttentionContext:
     """Per-call inputs of the PortraitTalk processors.
 
     Row-aligned tensors have one row per UNet batch row (AnimateNet: pass-major, then frame). Identity
-    tokens may have a single row, shared by all. `condition_rows[b]` picks the IdentityBank row for UNet row b.
+    tokens may have a single row, shared by all. `condition_rows[b]` picks the IdentityBank row for UNet row b;
+    a negative row attends to its own tokens only (Hallo's unconditional pass).
     """
 
     scales: StreamScales = StreamScales()
@@ -76,9 +79,12 @@ class AttentionContext:
     bank: IdentityBank | None = None
     condition_rows: torch.Tensor | None = None  # [B] long
     record: dict[str, torch.Tensor] | None = None  # IdentityNet writes its self-attention inputs here
+    text_tokens: torch.Tensor | None = None  # [1 or B, T, D]: text as an extra stream (base = identity)
+    regions: object | None = None  # RegionMasks for Hallo's audio modules
+    region_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # Hallo's pose, face and lip weights
 
     def tokens(self, stream: str) -> torch.Tensor | None:
-        return self.identity_tokens if stream == "identity" else self.audio_tokens
+        return {"identity": self.identity_tokens, "audio": self.audio_tokens, "text": self.text_tokens}[stream]
 
 
 def _attend(attn: Attention, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -155,17 +161,25 @@ class IdentityAttnProcessor(_Processor):
             if rows is None:
                 rows = torch.zeros(query.shape[0], dtype=torch.long, device=query.device)
             n_self = key.shape[1]
-            key = torch.cat([key, ref_k[rows]], dim=1)
-            value = torch.cat([value, ref_v[rows]], dim=1)
+            key = torch.cat([key, ref_k[rows.clamp(min=0)]], dim=1)
+            value = torch.cat([value, ref_v[rows.clamp(min=0)]], dim=1)
             if scale != 1.0:
                 bias = torch.zeros(key.shape[1], dtype=query.dtype, device=query.device)
                 bias[n_self:] = math.log(scale)
+            off = rows < 0
+            if off.any():  # those rows see their own tokens only: the bank's logits are -inf
+                row_bias = torch.zeros(query.shape[0], 1, 1, key.shape[1], dtype=query.dtype, device=query.device)
+                if bias is not None:
+                    row_bias = row_bias + bias
+                row_bias[off, :, :, n_self:] = float("-inf")
+                bias = row_bias
         out = _attend(attn, query, key, value, bias)
         return self._leave(attn, out, residual, shape)
 
 
 class DecoupledCrossAttnProcessor(IPAdapterAttnProcessor2_0, _Processor):
-    """Decoupled cross-attention: text through the layer's own K/V, each extra stream through its own.
+    """Decoupled cross-attention: the base stream (`encoder_hidden_states`; text unless `base` says otherwise)
+    through the layer's own K/V, each extra stream through its own.
 
     It keeps IP-Adapter's parameter layout (`to_k_ip[i]`, `to_v_ip[i]`, one pair per stream, no bias), so
     IP-Adapter weights can initialise the identity stream. New streams start with a zero V projection, so
@@ -173,10 +187,11 @@ class DecoupledCrossAttnProcessor(IPAdapterAttnProcessor2_0, _Processor):
     """
 
     def __init__(self, hidden_size: int, cross_attention_dim: int, streams: tuple[str, ...] = STREAMS,
-                 num_tokens: tuple[int, ...] | None = None):
+                 num_tokens: tuple[int, ...] | None = None, base: str = "text"):
         num_tokens = tuple(num_tokens or (4,) * len(streams))
         super().__init__(hidden_size, cross_attention_dim, num_tokens=num_tokens, scale=1.0)
         self.streams = tuple(streams)
+        self.base = base
         for to_v in self.to_v_ip:
             torch.nn.init.zeros_(to_v.weight)
 
@@ -187,11 +202,11 @@ class DecoupledCrossAttnProcessor(IPAdapterAttnProcessor2_0, _Processor):
         ctx = portraittalk
         scales = ctx.scales if ctx is not None else StreamScales()
         out = torch.zeros_like(query)
-        if encoder_hidden_states is not None and scales.text != 0:
-            text = encoder_hidden_states
+        if encoder_hidden_states is not None and scales[self.base] != 0:
+            context = encoder_hidden_states
             if attn.norm_cross:
-                text = attn.norm_encoder_hidden_states(text)
-            out = out + scales.text * _attend(attn, query, attn.to_k(text), attn.to_v(text))
+                context = attn.norm_encoder_hidden_states(context)
+            out = out + scales[self.base] * _attend(attn, query, attn.to_k(context), attn.to_v(context))
         if ctx is not None:
             for to_k, to_v, stream in zip(self.to_k_ip, self.to_v_ip, self.streams):
                 tokens, scale = ctx.tokens(stream), scales[stream]
@@ -202,7 +217,8 @@ class DecoupledCrossAttnProcessor(IPAdapterAttnProcessor2_0, _Processor):
         return self._leave(attn, out, residual, shape)
 
 
-def install_processors(unet: torch.nn.Module, role: str, streams: tuple[str, ...], num_tokens: tuple[int, ...]) -> None:
+def install_processors(unet: torch.nn.Module, role: str, streams: tuple[str, ...], num_tokens: tuple[int, ...],
+                       base: str = "text") -> None:
     """Install PortraitTalk processors on a diffusers UNet's spatial transformer blocks.
 
     `role` is "identity" (IdentityNet: recording self-attention) or "animate" (AnimateNet: identity
@@ -219,7 +235,8 @@ def install_processors(unet: torch.nn.Module, role: str, streams: tuple[str, ...
         elif layer.endswith("attn1"):
             processors[name] = IdentityRecordingProcessor(layer) if role == "identity" else IdentityAttnProcessor(layer)
         elif layer.endswith("attn2"):
-            processors[name] = DecoupledCrossAttnProcessor(module.inner_dim, module.cross_attention_dim, streams, num_tokens)
+            processors[name] = DecoupledCrossAttnProcessor(module.inner_dim, module.cross_attention_dim, streams, num_tokens,
+                                                           base)
         else:
             processors[name] = processor
     unet.set_attn_processor(processors)

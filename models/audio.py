@@ -164,6 +164,33 @@ class Wav2Vec2Encoder:
             values = torch.cat(pieces)
         return AudioFeatures(values, rate=SAMPLE_RATE / stride, offset=200 / SAMPLE_RATE, encoder=self.name)
 
+    @torch.no_grad()
+    def at_frame_rate(self, wav16k: np.ndarray, fps: float, pad_frames_to: int = 1) -> AudioFeatures:
+        """Hallo's variant: the CNN features are linearly interpolated (align_corners) to exactly one per video
+        frame *before* the feature projection and the transformer encoder, so the encoder runs at the video's
+        rate on the whole clip; all hidden states. The normalised waveform is zero-padded to a multiple of
+        `pad_frames_to` frames first, as Hallo pads to its clip length (the extra frames are returned too)."""
+        if self.normalize:
+            wav16k = (wav16k - wav16k.mean()) / np.sqrt(wav16k.var() + 1e-7)
+        frames = num_video_frames(len(wav16k), SAMPLE_RATE, fps)
+        if pad_frames_to > 1 and frames % pad_frames_to:
+            extra = pad_frames_to - frames % pad_frames_to
+            wav16k = np.pad(wav16k, (0, extra * int(SAMPLE_RATE // fps)))
+            frames += extra
+        param = next(self.model.parameters())
+
+        def to_frames(module, args, output):  # [B, C, T at 50 Hz] → [B, C, frames]
+            return torch.nn.functional.interpolate(output, size=frames, mode="linear", align_corners=True)
+
+        hook = self.model.feature_extractor.register_forward_hook(to_frames)
+        try:
+            x = torch.from_numpy(np.ascontiguousarray(wav16k, dtype=np.float32))[None].to(param.device, param.dtype)
+            out = self.model(x, output_hidden_states=True)
+        finally:
+            hook.remove()
+        values = torch.stack(out.hidden_states[1:], dim=2)[0].float().cpu()
+        return AudioFeatures(values, rate=float(fps), offset=0.5 / fps, encoder=f"{self.name}@{fps:g}fps")
+
 
 def features_from_encoder_output(output: dict, *, name: str = "audio encoder output") -> AudioFeatures:
     """ComfyUI's AUDIO_ENCODER_OUTPUT (from AudioEncoderEncode): all layers, at the encoder's rate."""

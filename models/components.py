@@ -16,7 +16,7 @@ from torch import nn
 from .animate_net import AnimateNet
 from .audio import AudioProjection, MelEncoder
 from .codec import LatentCodec, build_codec
-from .config import codec_factor
+from .config import attention_streams, codec_factor, motion_frames, uses_audio_modules
 from .identity_net import IdentityNet
 from .image_encoder import ImageEncoder
 from .structure import StructureEncoder
@@ -64,7 +64,16 @@ def audio_feature_shape(config: dict) -> tuple[int, int]:
 
 
 def image_embed_dim(config: dict) -> int:
-    return int(config["identity"]["image_encoder"]["projection_dim"])
+    identity = config["identity"]
+    if "embed_dim" in identity:  # an embedding from outside (Hallo: ArcFace, 512)
+        return int(identity["embed_dim"])
+    return int(identity["image_encoder"]["projection_dim"])
+
+
+def stream_tokens(config: dict, streams: tuple[str, ...]) -> tuple[int, ...]:
+    counts = {"identity": config["identity"]["tokens"], "audio": config["audio"]["tokens"],
+              "text": config["text"]["max_length"]}
+    return tuple(int(counts[s]) for s in streams)
 
 
 def build_components(config: dict, *, with_text_encoder: bool | None = None, with_image_encoder: bool | None = None,
@@ -77,10 +86,22 @@ def build_components(config: dict, *, with_text_encoder: bool | None = None, wit
     tiny = config["family"] == "tiny"
     unet_cfg, dim = config["unet"], int(config["unet"]["cross_attention_dim"])
     id_tokens, audio = int(config["identity"]["tokens"]), config["audio"]
-    identity_net = IdentityNet(UNet2DConditionModel.from_config(unet_cfg), id_tokens)
+    base, streams = attention_streams(config)
+    identity_streams = tuple(s for s in streams if s != "audio")  # audio never reaches IdentityNet
+    identity_net = IdentityNet(UNet2DConditionModel.from_config(unet_cfg), id_tokens, base=base,
+                               streams=identity_streams, num_tokens=stream_tokens(config, identity_streams))
     structure = StructureEncoder(config["structure"]["in_channels"], tuple(config["structure"]["channels"]),
                                  unet_cfg["block_out_channels"][0])
-    animate_net = AnimateNet(build_motion_unet(unet_cfg, config["motion"]), structure, id_tokens, int(audio["tokens"]))
+    temporal = config.get("temporal") or {}
+    motion_unet = build_motion_unet(unet_cfg, config["motion"])
+    if uses_audio_modules(config):
+        from .audio_module import attach_audio_modules
+
+        attach_audio_modules(motion_unet, unet_cfg, dim)
+    animate_net = AnimateNet(motion_unet, structure, id_tokens, int(audio["tokens"]), base=base, streams=streams,
+                             num_tokens=stream_tokens(config, streams), motion_frames=motion_frames(config),
+                             per_frame_norm=bool(temporal.get("per_frame_norm", False)),
+                             skip_temporal=tuple(temporal.get("skip", ())))
     layers, feat_dim = audio_feature_shape(config)
     audio_proj = AudioProjection((2 * int(audio["window_radius"]) + 1) * layers * feat_dim, int(audio["hidden"]),
                                  int(audio["tokens"]), dim)

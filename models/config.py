@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 CONFIG_DIR = Path(__file__).parent / "configs"
-FAMILIES = ("tiny", "sd15")
+FAMILIES = ("tiny", "sd15", "hallo")
 REQUIRED = ("family", "video", "codec", "unet", "motion", "structure", "audio", "identity", "text", "scheduler",
             "sampling")
 
@@ -70,6 +70,26 @@ def codec_factor(config: dict) -> int:
     if codec["type"] == "space_to_depth":
         return int(codec["factor"])
     return 2 ** (len(codec["vae"]["block_out_channels"]) - 1)
+
+
+def attention_streams(config: dict) -> tuple[str, tuple[str, ...]]:
+    """(base stream, extra streams) of the cross-attention layers. The base stream uses each layer's own
+    K/V (text by default; the identity tokens for Hallo, whose attn2 context is the face embedding); each
+    extra stream has its own K/V pair. Audio is an extra stream unless the model has Hallo's audio modules."""
+    layout = config.get("attention") or {}
+    base = str(layout.get("base", "text"))
+    default = ("identity",) + (() if uses_audio_modules(config) else ("audio",))
+    return base, tuple(layout.get("streams", default))
+
+
+def uses_audio_modules(config: dict) -> bool:
+    """Hallo's audio modules (after each spatial transformer) instead of an audio stream in attn2."""
+    return config["audio"].get("attention") == "hallo_module"
+
+
+def motion_frames(config: dict) -> int:
+    """Frames of the previous window prepended before each temporal layer (Hallo); 0 for none."""
+    return int((config.get("temporal") or {}).get("motion_frames", 0))
 
 
 def to_json(config: dict) -> str:

@@ -6,6 +6,9 @@ is decoupled (text through the base K/V, identity tokens through their own), whi
 edits the identity. Its output, IDENTITY, is the input of every spatial self-attention block plus the
 identity tokens. With R references, features and tokens are concatenated along tokens, so adding a
 reference adds evidence and the order of references does not matter.
+
+With `base="identity"` (Hallo's ReferenceNet), the UNet's own cross-attention K/V take the identity tokens,
+and text, when there is any, is an extra stream; an all-zero text row means no text.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ class IdentityFeatures:
     tokens: torch.Tensor
     conditions: tuple[str, ...]
     num_references: int
+    null_tokens: torch.Tensor | None = None  # tokens of a zero embedding: Hallo's unconditional identity
+    latents: torch.Tensor | None = None  # the reference latents `[R, C, h, w]`, for motion frames
+    regions: object | None = None  # RegionMasks from the reference (Hallo's audio masks and face box)
 
     def bank(self, text_scale: float) -> IdentityBank:
         """Rows (text, null) for the sampler, with IdentityNet's text edit scaled by λ_text:
@@ -46,33 +52,48 @@ class IdentityFeatures:
         return IdentityBank(rows)
 
     def to(self, device=None, dtype=None) -> IdentityFeatures:
-        move = lambda x: x.to(device=device, dtype=dtype)  # noqa: E731
+        move = lambda x: None if x is None else x.to(device=device, dtype=dtype)  # noqa: E731
         return IdentityFeatures({k: move(v) for k, v in self.features.items()}, move(self.tokens),
-                                self.conditions, self.num_references)
+                                self.conditions, self.num_references, move(self.null_tokens), move(self.latents),
+                                self.regions)
 
 
 class IdentityNet(nn.Module):
-    def __init__(self, unet: nn.Module, identity_tokens: int):
+    def __init__(self, unet: nn.Module, identity_tokens: int, *, base: str = "text",
+                 streams: tuple[str, ...] = ("identity",), num_tokens: tuple[int, ...] | None = None):
         super().__init__()
         # Only the self-attention inputs are used: drop the output head, as Hallo's ReferenceNet does.
         unet.conv_norm_out, unet.conv_act, unet.conv_out = None, None, nn.Identity()
-        install_processors(unet, "identity", streams=("identity",), num_tokens=(identity_tokens,))
+        install_processors(unet, "identity", streams=streams, num_tokens=num_tokens or (identity_tokens,), base=base)
         self.unet = unet
+        self.base_stream = base
 
-    def forward(self, reference_latents: torch.Tensor, text: torch.Tensor,
+    def forward(self, reference_latents: torch.Tensor, text: torch.Tensor | None,
                 identity_tokens: torch.Tensor) -> dict[str, torch.Tensor]:
         """`reference_latents` `[R, C, h, w]`, `text` `[Ct, T, D]`, tokens `[1, N, D]` → `[Ct, R·hw, ch]` per layer:
         every reference under every text condition, references concatenated along tokens."""
-        refs, conds = reference_latents.shape[0], text.shape[0]
+        refs = reference_latents.shape[0]
+        if self.base_stream == "identity":  # one pass per text condition, so "no text" is computed exactly as without
+            conds = [None] if text is None else [t[None] if t.any() else None for t in text]
+            passes = [self.rows(reference_latents, None if t is None else t.expand(refs, -1, -1), identity_tokens)
+                      for t in conds]
+            return {layer: torch.stack([f[layer].reshape(refs * f[layer].shape[1], -1) for f in passes])
+                    for layer in passes[0]}
+        conds = text.shape[0]
         sample = reference_latents.repeat(conds, 1, 1, 1)  # condition-major, then reference
         features = self.rows(sample, text.repeat_interleave(refs, dim=0), identity_tokens)
         return {layer: h.reshape(conds, refs * h.shape[1], h.shape[2]) for layer, h in features.items()}
 
-    def rows(self, latents: torch.Tensor, text: torch.Tensor, identity_tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+    def rows(self, latents: torch.Tensor, text: torch.Tensor | None, identity_tokens: torch.Tensor) -> dict[str, torch.Tensor]:
         """One independent IdentityNet pass per row: `latents` `[B, C, h, w]`, `text` `[B, T, D]`, tokens
         `[1 or B, N, D]` → `[B, hw, ch]` per self-attention layer."""
         record: dict[str, torch.Tensor] = {}
-        ctx = AttentionContext(identity_tokens=identity_tokens, record=record)
         timestep = torch.zeros(latents.shape[0], device=latents.device)
-        self.unet(latents, timestep, text, cross_attention_kwargs={"portraittalk": ctx})
+        if self.base_stream == "identity":
+            ctx = AttentionContext(text_tokens=text, record=record)
+            context = identity_tokens.expand(latents.shape[0], -1, -1) if identity_tokens.shape[0] == 1 else identity_tokens
+        else:
+            ctx = AttentionContext(identity_tokens=identity_tokens, record=record)
+            context = text
+        self.unet(latents, timestep, context, cross_attention_kwargs={"portraittalk": ctx})
         return record

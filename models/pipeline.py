@@ -17,7 +17,7 @@ from .attention import StreamScales
 from .audio import (AudioFeatures, AudioInputError, features_per_frame, frame_windows, num_video_frames,
                     prepare_waveform)
 from .components import Components, build_components, default_audio_encoder, load_components, save_components
-from .config import load_config
+from .config import attention_streams, load_config, motion_frames, uses_audio_modules
 from .identity_net import IdentityFeatures
 from .sampling import SamplingOptions, SamplingProgress, VideoConditioning, sample_video
 from .weights import read_model
@@ -206,21 +206,79 @@ class PortraitTalkPipeline:
         return tokens.reshape(1, -1, tokens.shape[-1])
 
     @torch.no_grad()
+    def null_identity_tokens(self, count: int = 1) -> torch.Tensor:
+        """Tokens of `count` zero embeddings `[1, count·N, D]`: Hallo's unconditional face embedding."""
+        proj = self.components.image_proj
+        zeros = torch.zeros(count, proj.image_embeds.in_features, device=self.device, dtype=self.dtype)
+        tokens = proj(zeros)
+        return tokens.reshape(1, -1, tokens.shape[-1])
+
+    @property
+    def base_stream(self) -> str:
+        return attention_streams(self.config)[0]
+
+    @torch.no_grad()
     def encode_identity(self, reference_latents: torch.Tensor, tokens: torch.Tensor, text: torch.Tensor | None,
-                        null_text: torch.Tensor) -> IdentityFeatures:
-        """Run IdentityNet once: on the prompt and the empty prompt when there is a prompt, else on the empty one."""
+                        null_text: torch.Tensor, regions=None) -> IdentityFeatures:
+        """Run IdentityNet once: on the prompt and the empty prompt when there is a prompt, else on the empty one.
+        (Hallo layout: "no text" is no text stream at all, and the features keep what motion frames and
+        Hallo's unconditional pass need.)"""
+        hallo = self.base_stream == "identity"
+        if hallo:
+            null_text = torch.zeros_like(null_text)
         conditions = ("text", "null") if text is not None else ("null",)
         context = torch.cat([text, null_text]) if text is not None else null_text
-        features = self.components.identity_net(reference_latents.to(self.device, self.dtype),
-                                                context.to(self.device, self.dtype), tokens)
-        return IdentityFeatures(features, tokens, conditions, reference_latents.shape[0])
+        latents = reference_latents.to(self.device, self.dtype)
+        features = self.components.identity_net(latents, context.to(self.device, self.dtype), tokens)
+        null_tokens = self.null_identity_tokens(reference_latents.shape[0]) if hallo else None
+        return IdentityFeatures(features, tokens, conditions, reference_latents.shape[0], null_tokens, latents, regions)
+
+    def reference_analysis(self, images: np.ndarray, *, landmarker: str | None = None, arcface: str | None = None,
+                           arcface_folders=(), warn=None):
+        """Hallo layout: face-mesh landmarks of each reference `[R, H, W, 3]` (uint8 or 0..1) → (ArcFace
+        embeddings `[R, 512]`, the first reference's RegionMasks, notes). Without face tools the masks come
+        from the centre box and the embedding is zeros; without an ArcFace model the embedding is zeros."""
+        import logging
+
+        from ..faces import detect_faces
+        from .arcface import embed, find_model
+        from .hallo_masks import region_masks
+
+        warn = warn or logging.getLogger(__name__).warning
+        images = np.asarray(images)
+        if images.dtype != np.uint8:
+            images = np.clip(images * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        observations = detect_faces(images, "auto", landmarker)
+        model = find_model(arcface, arcface_folders)
+        masks = self.config.get("masks", {})
+        embeds, notes, regions = [], [], None
+        for image, obs in zip(images, observations):
+            landmarks = obs.landmarks if obs is not None and obs.source == "mediapipe" else None
+            vector, how = embed(image, landmarks, model, warn=warn)
+            embeds.append(torch.from_numpy(vector))
+            notes.append(how)
+            if regions is None:
+                regions = region_masks(image.shape[0], image.shape[1], landmarks,
+                                       face_expand=float(masks.get("face_expand", 1.2)),
+                                       lip_expand=float(masks.get("lip_expand", 2.0)), grid=int(masks.get("grid", 64)),
+                                       face_blur=int(masks.get("face_blur", 51)), lip_blur=int(masks.get("lip_blur", 31)))
+        return torch.stack(embeds), regions, notes
 
     def audio_features(self, waveform, sample_rate: int) -> tuple[AudioFeatures, int]:
         """Encoder features and the number of samples at 16 kHz (the clip's length)."""
         if self.audio_encoder is None:
             raise ValueError("this model's audio encoder needs weights; load one (e.g. wav2vec2) or pass features")
         wav = prepare_waveform(waveform, sample_rate)
-        return self.audio_encoder(wav), len(wav)
+        return self.encoder_features(self.audio_encoder, wav), len(wav)
+
+    def encoder_features(self, encoder, wav16k: np.ndarray, fps: float | None = None) -> AudioFeatures:
+        """An encoder's features of a prepared clip, in the variant the model expects (Hallo: wav2vec2 run
+        at the video's frame rate, on the clip padded to whole windows)."""
+        audio = self.config["audio"]
+        if audio.get("interpolate_before_encoder") and hasattr(encoder, "at_frame_rate"):
+            pad = int(self.config["sampling"]["window"]) if audio.get("pad_to_window", True) else 1
+            return encoder.at_frame_rate(wav16k, float(fps or self.fps), pad)
+        return encoder(wav16k)
 
     @torch.no_grad()
     def encode_audio(self, waveform=None, sample_rate: int | None = None, *, features: AudioFeatures | None = None,
@@ -232,11 +290,15 @@ class PortraitTalkPipeline:
         num_frames = num_video_frames(num_samples, 16000, fps)
         if num_frames < 1:
             raise AudioInputError("audio: shorter than one video frame")
-        per_frame = features_per_frame(features, num_frames, fps)
+        # features already at the video's rate may run past the clip (Hallo pads to whole windows): keep them
+        covered = num_frames
+        if features.rate == fps:
+            covered = max(num_frames, features.values.shape[0])
+        per_frame = features_per_frame(features, covered, fps)
         windows = frame_windows(per_frame, int(self.config["audio"]["window_radius"]))
         proj = self.components.audio_proj
         tokens = torch.cat([proj(windows[i: i + 256].to(self.device, self.dtype)).cpu()
-                            for i in range(0, num_frames, 256)])
+                            for i in range(0, covered, 256)])
         return AudioEmbeds(tokens, fps, num_frames, num_samples / 16000)
 
     def patch(self, *, null_text: torch.Tensor | None = None, text: torch.Tensor | None = None,
@@ -254,11 +316,27 @@ class PortraitTalkPipeline:
     def conditioning(self, *, null_text: torch.Tensor, text: torch.Tensor | None = None,
                      identity: IdentityFeatures | None = None, audio: AudioEmbeds | None = None,
                      text_scale: float = 1.0, identity_scale: float = 1.0, audio_scale: float = 1.0,
-                     step_range: tuple[float, float] = (0.0, 1.0)) -> VideoConditioning:
-        """The decoupled-attention patch: bind the streams and their λs (nothing is mutated)."""
+                     step_range: tuple[float, float] = (0.0, 1.0),
+                     region_weights: tuple[float, float, float] | None = None) -> VideoConditioning:
+        """The decoupled-attention patch: bind the streams and their λs (nothing is mutated). For a model
+        with Hallo's audio modules, `region_weights` are its pose, face and lip weights."""
+        base = self.base_stream
+        if base == "identity":  # Hallo: "no text" means no text stream, never an empty prompt's K/V
+            null_text = torch.zeros_like(null_text)
+            if text_scale != 0 and not self.config["text"].get("stream_weights"):
+                if text is not None:
+                    import logging
+
+                    logging.getLogger(__name__).warning(
+                        "this model has no text K/V (convert it with --text-from an SD-1.5 checkpoint): λ_text is 0")
+                text_scale = 0.0
+        if region_weights is None:
+            weights = self.config["audio"].get("weights", {})
+            region_weights = tuple(float(weights.get(k, 1.0)) for k in ("pose", "face", "lip"))
         return VideoConditioning(null_text=null_text, text=text, identity=identity,
                                  audio_tokens=audio.tokens if audio is not None else None,
-                                 scales=StreamScales(text_scale, identity_scale, audio_scale), step_range=step_range)
+                                 scales=StreamScales(text_scale, identity_scale, audio_scale), step_range=step_range,
+                                 base_stream=base, region_weights=tuple(region_weights))
 
     def latent_shape(self, size: int | None = None) -> tuple[int, int, int]:
         codec = self.components.codec
@@ -266,9 +344,53 @@ class PortraitTalkPipeline:
         channels = self.config["unet"]["in_channels"]
         return channels, (size or self.size) // factor, (size or self.size) // factor
 
+    def long_audio_mode(self, options: SamplingOptions) -> str:
+        mode = options.long_audio or self.config["sampling"].get("long_audio", "blended")
+        if mode not in ("blended", "motion_frames"):
+            raise ValueError(f"long_audio must be 'blended' or 'motion_frames', not {mode!r}")
+        return mode if motion_frames(self.config) > 0 else "blended"
+
     def sample(self, conditioning: VideoConditioning, options: SamplingOptions, size: int | None = None) -> torch.Tensor:
-        return sample_video(self.components.animate_net, conditioning, options, self.latent_shape(size),
-                            self.config["scheduler"])
+        """Denoise the video. Models with motion frames (Hallo) run window after window when
+        `long_audio` is "motion_frames", or blended windows that all start from the reference."""
+        import dataclasses
+
+        from .hallo_sampling import motion_features, sample_motion_frames
+        from .sampling import make_passes
+
+        components, shape = self.components, self.latent_shape(size)
+        joint = self.config["sampling"].get("guidance") == "joint"
+        identity = conditioning.identity
+        if options.structure is None and identity is not None and identity.regions is not None:
+            box = identity.regions.structure()  # Hallo's face locator reads the reference's face box
+            options = dataclasses.replace(options, structure=torch.nn.functional.interpolate(
+                box, size=(shape[1] * self._factor(), shape[2] * self._factor()), mode="bilinear", align_corners=False))
+        if options.reencode is None and components.codec is not None:
+            options = dataclasses.replace(options, reencode=self._reencode)
+        count = motion_frames(self.config)
+        if count and self.long_audio_mode(options) == "motion_frames":
+            return sample_motion_frames(components.animate_net, components.identity_net, conditioning, options, shape,
+                                        self.config["scheduler"], joint=joint)
+        motion = None
+        if count and identity is not None and identity.latents is not None:
+            param = next(components.identity_net.parameters())
+            first = identity.to(param.device, param.dtype)
+            motion = motion_features(components.identity_net, components.animate_net, first,
+                                     first.latents[:1].repeat(count, 1, 1, 1), make_passes(conditioning, options, joint),
+                                     conditioning.null_text)
+        return sample_video(components.animate_net, conditioning, options, shape, self.config["scheduler"],
+                            joint=joint, motion=motion)
+
+    def _factor(self) -> int:
+        return self.components.codec.factor if self.components.codec is not None else 8
+
+    @torch.no_grad()
+    def _reencode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Model latents → frames → model latents, with the model's own codec (Hallo's motion frames are
+        decoded frames, encoded again)."""
+        codec = self.components.codec
+        images = codec.decode(latents.to(self.device), chunk=latents.shape[0]).clamp(-1, 1)
+        return codec.encode(images.to(self.device, self.dtype)).float().cpu()
 
     def decode(self, latents: torch.Tensor, chunk: int = 8, on_chunk=None) -> torch.Tensor:
         """Latents → frames `[F, H, W, 3]` in 0..1 (CPU float32)."""
@@ -298,10 +420,18 @@ class PortraitTalkPipeline:
                  seed: int = 0, window: int | None = None, overlap: int | None = None, structure=None,
                  callback=None) -> PortraitTalkOutput:
         defaults = self.config["sampling"]
-        text, null_text = self.encode_prompt(prompt)
+        if self.components.text_encoder is None and not prompt:
+            text, null_text = None, self.null_text()
+        else:
+            text, null_text = self.encode_prompt(prompt)
         latents, pixels = self.encode_references(reference_images)
-        tokens = self.identity_tokens(pixels)
-        identity = self.encode_identity(latents, tokens, text, null_text)
+        regions = None
+        if self.config["identity"].get("encoder") == "arcface":  # Hallo: face mesh → ArcFace and region masks
+            embeds_, regions, _ = self.reference_analysis(pixels.permute(0, 2, 3, 1).cpu().numpy())
+            tokens = self.identity_tokens(image_embeds=embeds_)
+        else:
+            tokens = self.identity_tokens(pixels)
+        identity = self.encode_identity(latents, tokens, text, null_text, regions)
         embeds = self.encode_audio(audio, sample_rate)
         cond = self.conditioning(null_text=null_text, text=text, identity=identity, audio=embeds,
                                  text_scale=text_scale, identity_scale=identity_scale, audio_scale=audio_scale)

@@ -44,16 +44,23 @@ class GuidancePass:
     text: bool
     audio: bool
     weight: float
+    identity: bool = True  # False: Hallo's unconditional pass (no face embedding, reference or structure)
 
 
-def guidance_passes(text_guidance: float, audio_guidance: float, has_text: bool, has_audio: bool) -> list[GuidancePass]:
+def guidance_passes(text_guidance: float, audio_guidance: float, has_text: bool, has_audio: bool,
+                    joint: bool = False) -> list[GuidancePass]:
     """Compositional guidance over text and audio (DESIGN.md §2) as a weighted sum of passes:
 
     `ε = ε(∅) + s_txt·(ε(txt) − ε(∅)) + s_a·(ε(txt,a) − ε(txt))`.
 
     A scale of 1 drops the pass that only its term needs. With s_a = 1 and s_txt ≠ 1, text guidance is
     taken with the audio present, `ε(a) + s_txt·(ε(txt,a) − ε(a))`, which needs two passes, not three.
+
+    `joint` is Hallo's guidance: its unconditional pass drops audio, face embedding, reference and structure
+    together, and `audio_guidance` is its cfg scale: `ε = ε(∅) + s_a·(ε(c) − ε(∅)) + s_txt·(ε(c,txt) − ε(c))`.
     """
+    if joint:
+        return _joint_passes(text_guidance if has_text else 1.0, audio_guidance, has_text, has_audio)
     s_t = text_guidance if has_text else 1.0
     s_a = audio_guidance if has_audio else 1.0
     full = GuidancePass(has_text, has_audio, 1.0)
@@ -64,6 +71,18 @@ def guidance_passes(text_guidance: float, audio_guidance: float, has_text: bool,
     if s_a == 1:
         return [GuidancePass(False, has_audio, 1 - s_t), GuidancePass(True, has_audio, s_t)]
     return [GuidancePass(False, False, 1 - s_t), GuidancePass(True, False, s_t - s_a), GuidancePass(True, True, s_a)]
+
+
+def _joint_passes(s_t: float, s: float, has_text: bool, has_audio: bool) -> list[GuidancePass]:
+    full = GuidancePass(has_text, has_audio, 1.0)
+    if s == 1 and s_t == 1:
+        return [full]
+    if s == 1:
+        return [GuidancePass(False, has_audio, 1 - s_t), GuidancePass(True, has_audio, s_t)]
+    uncond = GuidancePass(False, False, 1 - s, identity=False)
+    if s_t == 1:
+        return [uncond, GuidancePass(has_text, has_audio, s)]
+    return [uncond, GuidancePass(False, has_audio, s - s_t), GuidancePass(True, has_audio, s_t)]
 
 
 # ------------------------------------------------------------------------------------------------ windows
@@ -112,11 +131,17 @@ class VideoConditioning:
     audio_tokens: torch.Tensor | None = None
     scales: StreamScales = StreamScales()
     step_range: tuple[float, float] = (0.0, 1.0)
+    base_stream: str = "text"  # the stream outside the step range keeps λ = 1 (Hallo: identity)
+    region_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # Hallo's pose, face and lip weights
 
     def scales_at(self, step: int, num_steps: int) -> StreamScales:
         frac = step / max(1, num_steps - 1) if num_steps > 1 else 0.0
         start, end = self.step_range
-        return self.scales if start <= frac <= end else StreamScales(text=1.0, identity=0.0, audio=0.0)
+        if start <= frac <= end:
+            return self.scales
+        if self.base_stream == "identity":
+            return StreamScales(text=0.0, identity=1.0, audio=0.0)
+        return StreamScales(text=1.0, identity=0.0, audio=0.0)
 
 
 @dataclass
@@ -130,9 +155,12 @@ class SamplingProgress:
     num_windows: int
     frames: tuple[int, int] = (0, 0)
     denoised: torch.Tensor | None = None
+    windows_first: bool = False  # motion-frame windows run one after another, each through all steps
 
     @property
     def completed(self) -> int:
+        if self.windows_first:
+            return self.window * self.num_steps + self.step + 1
         return self.step * self.num_windows + self.window + 1
 
     @property
@@ -153,6 +181,8 @@ class SamplingOptions:
     overlap: int = 4
     structure: torch.Tensor | None = None  # [1 or F, 1, H, W] in 0..1
     callback: Callable[[SamplingProgress], None] | None = field(default=None, repr=False)
+    long_audio: str | None = None  # "blended" windows or Hallo's "motion_frames"; None: the model's default
+    reencode: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, repr=False)  # latents → decoded → latents
 
 
 def initial_noise(shape: tuple[int, ...], seed: int) -> torch.Tensor:
@@ -167,10 +197,27 @@ class WindowDenoiser:
         self.net, self.cond, self.passes = animate_net, conditioning, passes
         self.dtype, self.device = dtype, device
         cond = conditioning
-        prompt = cond.text if cond.text is not None else cond.null_text
-        self.text = torch.cat([prompt if p.text else cond.null_text for p in passes]).to(device, dtype)
+        self.base = getattr(animate_net, "base_stream", "text")
+        identity = cond.identity.to(device, dtype) if cond.identity is not None else None
+        self.identity_tokens = identity.tokens if identity is not None else None
+        self.text_tokens = None
+        if self.base == "identity":  # Hallo: the UNet's own context is the face embedding, text an extra stream
+            null = identity.null_tokens if identity is not None and identity.null_tokens is not None else None
+            tokens = self.identity_tokens
+            if tokens is None:
+                raise ValueError("this model's cross-attention is driven by the identity: connect an IDENTITY")
+            self.text = torch.cat([tokens if p.identity or null is None else null for p in passes])
+            if cond.text is not None and any(p.text for p in passes):
+                prompt = cond.text.to(device, dtype)
+                self.text_tokens = torch.cat([prompt if p.text else torch.zeros_like(prompt) for p in passes])
+        else:
+            prompt = cond.text if cond.text is not None else cond.null_text
+            self.text = torch.cat([prompt if p.text else cond.null_text for p in passes]).to(device, dtype)
         self.banks = {}  # per λ_text: IdentityNet features and their K/V, built once per generation
-        self.identity_tokens = cond.identity.tokens.to(device, dtype) if cond.identity is not None else None
+        self.structure_weight = None
+        if not all(p.identity for p in passes):
+            self.structure_weight = torch.tensor([1.0 if p.identity else 0.0 for p in passes], device=device)
+        self.regions = identity.regions if identity is not None else None
 
     def _bank(self, text_scale: float):
         if self.cond.identity is None:
@@ -180,7 +227,7 @@ class WindowDenoiser:
         return self.banks[text_scale]
 
     def __call__(self, latents: torch.Tensor, t, start: int, end: int, scales: StreamScales,
-                 structure: torch.Tensor | None) -> torch.Tensor:
+                 structure: torch.Tensor | None, motion: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         frames, n = end - start, len(self.passes)
         batch = latents.to(self.device, self.dtype).unsqueeze(0).expand(n, *latents.shape)
         audio = None
@@ -189,17 +236,41 @@ class WindowDenoiser:
             audio = torch.cat([tokens if p.audio else torch.zeros_like(tokens) for p in self.passes])
         bank = self._bank(scales.text) if scales.identity != 0 else None
         rows = None
-        if bank is not None and len(next(iter(bank.features.values()))) > 1:  # row 0: prompt, row 1: null
-            rows = torch.tensor([0 if p.text else 1 for p in self.passes], device=self.device).repeat_interleave(frames)
+        if bank is not None:
+            two = len(next(iter(bank.features.values()))) > 1  # row 0: prompt, row 1: null
+            if two or not all(p.identity for p in self.passes):
+                rows = torch.tensor([-1 if not p.identity else (0 if p.text or not two else 1) for p in self.passes],
+                                    device=self.device).repeat_interleave(frames)
+        text_tokens = None
+        if self.text_tokens is not None and scales.text != 0:
+            text_tokens = self.text_tokens.repeat_interleave(frames, dim=0)
         ctx = AttentionContext(scales=scales, identity_tokens=self.identity_tokens, audio_tokens=audio, bank=bank,
-                               condition_rows=rows)
+                               condition_rows=rows, text_tokens=text_tokens, regions=self.regions,
+                               region_weights=self.cond.region_weights)
         if structure is not None:
             structure = structure[start:end] if structure.shape[0] > 1 else structure.expand(frames, -1, -1, -1)
             structure = structure.to(self.device, self.dtype)
         timestep = torch.as_tensor(t, device=self.device).expand(n)
-        preds = self.net(batch, timestep, self.text, ctx, structure).float()
+        preds = self.net(batch, timestep, self.text, ctx, structure, self.structure_weight, motion).float()
         weights = torch.tensor([p.weight for p in self.passes], device=preds.device).view(n, 1, 1, 1, 1)
         return (preds * weights).sum(0).to(latents.device)
+
+
+def make_passes(conditioning: VideoConditioning, options: SamplingOptions, joint: bool = False) -> list[GuidancePass]:
+    return guidance_passes(options.text_guidance, options.audio_guidance, conditioning.text is not None,
+                           conditioning.audio_tokens is not None, joint)
+
+
+def make_denoiser(animate_net, conditioning: VideoConditioning, options: SamplingOptions, joint: bool = False):
+    param = next(animate_net.parameters())
+    return WindowDenoiser(animate_net, conditioning, make_passes(conditioning, options, joint), param.dtype,
+                          param.device)
+
+
+def check_window(animate_net, window: int) -> None:
+    max_window = animate_net.unet.config.motion_max_seq_length - getattr(animate_net, "motion_frames", 0)
+    if window > max_window:
+        raise ValueError(f"window {window} exceeds the temporal layers' maximum of {max_window} frames")
 
 
 def window_segments(windows: list[tuple[int, int]], num_frames: int) -> list[tuple[int, int]]:
@@ -211,19 +282,17 @@ def window_segments(windows: list[tuple[int, int]], num_frames: int) -> list[tup
 
 @torch.no_grad()
 def sample_video(animate_net, conditioning: VideoConditioning, options: SamplingOptions, latent_shape: tuple[int, int, int],
-                 scheduler_config: dict) -> torch.Tensor:
+                 scheduler_config: dict, *, joint: bool = False, motion: dict[str, torch.Tensor] | None = None
+                 ) -> torch.Tensor:
     """Denoise a whole video; returns latents `[F, C, h, w]` (float32, CPU).
 
     Every step runs the windows in order and blends their predictions; the frames a window completes
     take their scheduler step at once, each frame segment with its own scheduler instance (so
     multistep schedulers keep per-segment histories). Beyond the latents themselves, memory holds only
-    the predictions of the frames still open, about one window.
+    the predictions of the frames still open, about one window. `joint` selects Hallo's guidance;
+    `motion` holds fixed motion-frame features (Hallo's first-window motion frames) for every window.
     """
-    param = next(animate_net.parameters())
-    device, dtype = param.device, param.dtype
-    max_window = animate_net.unet.config.motion_max_seq_length
-    if options.window > max_window:
-        raise ValueError(f"window {options.window} exceeds the temporal layers' maximum of {max_window} frames")
+    check_window(animate_net, options.window)
     frames = options.num_frames
     windows = context_windows(frames, options.window, options.overlap)
     segments = window_segments(windows, frames)
@@ -232,10 +301,7 @@ def sample_video(animate_net, conditioning: VideoConditioning, options: Sampling
         scheduler.set_timesteps(options.steps)
     timesteps = schedulers[0].timesteps
     latents = initial_noise((frames, *latent_shape), options.seed) * schedulers[0].init_noise_sigma
-    has_text = conditioning.text is not None
-    has_audio = conditioning.audio_tokens is not None
-    passes = guidance_passes(options.text_guidance, options.audio_guidance, has_text, has_audio)
-    denoise = WindowDenoiser(animate_net, conditioning, passes, dtype, device)
+    denoise = make_denoiser(animate_net, conditioning, options, joint)
     weights = [window_weights(s, e, frames, options.overlap) for s, e in windows]
     for step, t in enumerate(timesteps):
         scales = conditioning.scales_at(step, len(timesteps))
@@ -243,7 +309,7 @@ def sample_video(animate_net, conditioning: VideoConditioning, options: Sampling
         for index, ((start, end), w, (done_from, done_to), scheduler) in enumerate(zip(windows, weights, segments,
                                                                                         schedulers)):
             pred = denoise(scheduler.scale_model_input(latents[start:end], t), t, start, end, scales,
-                           options.structure)
+                           options.structure, motion)
             grow = end - open_from - blended.shape[0]
             if grow > 0:
                 blended = torch.cat([blended, latents.new_zeros((grow, *latent_shape))])

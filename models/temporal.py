@@ -51,3 +51,25 @@ def animatediff_to_diffusers(state_dict: dict[str, torch.Tensor]) -> dict[str, t
     if not motion:
         raise ValueError("no AnimateDiff motion-module keys (…motion_modules.N.temporal_transformer…) found")
     return convert_animatediff_checkpoint_to_diffusers(motion)
+
+
+class PerFrameGroupNorm(torch.nn.GroupNorm):
+    """GroupNorm whose statistics are taken per frame, as in the original AnimateDiff motion module and in
+    Hallo (diffusers' `AnimateDiffTransformer3D` normalises its `[b, c, f, h, w]` input across frames).
+    Same parameters, so weights load unchanged."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 5:
+            return super().forward(x)
+        b, c, f, h, w = x.shape
+        y = super().forward(x.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w))
+        return y.reshape(b, f, c, h, w).permute(0, 2, 1, 3, 4)
+
+
+def use_per_frame_norm(unet: torch.nn.Module) -> None:
+    """Swap every motion module's GroupNorm for a per-frame one, keeping its parameters."""
+    for _, module in temporal_modules(unet):
+        old = module.norm
+        new = PerFrameGroupNorm(old.num_groups, old.num_channels, eps=old.eps, affine=old.affine, device="meta")
+        new.weight, new.bias = old.weight, old.bias
+        module.norm = new

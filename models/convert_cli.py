@@ -1,0 +1,42 @@
+"""`portraittalk convert`: other projects' weights → PortraitTalk model files.
+
+    portraittalk convert hallo net.pth hallo_net.portraittalk.safetensors [--text-from sd15.safetensors] [--dtype fp16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+DTYPES = {"keep": None, "fp16": "float16", "fp32": "float32", "bf16": "bfloat16"}
+
+
+def convert_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="portraittalk convert", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="kind", required=True)
+    hallo = sub.add_parser("hallo", help="Hallo's net.pth (fudan-generative-vision/hallo) → one .safetensors file")
+    hallo.add_argument("source", help="Hallo's net.pth (fp16 or fp32); read with torch.load(weights_only=True)")
+    hallo.add_argument("out", help="the PortraitTalk .safetensors file to write (put it in models/portraittalk)")
+    hallo.add_argument("--text-from", default=None,
+                       help="an SD-1.5 single-file checkpoint whose cross-attention K/V become the text stream "
+                            "(optional; without it λ_text stays 0)")
+    hallo.add_argument("--dtype", choices=sorted(DTYPES), default="keep", help="cast floating tensors (default: keep)")
+    args = parser.parse_args(argv)
+    import torch
+
+    from .hallo import convert_hallo
+    from .weights import ModelFileError
+
+    dtype = getattr(torch, DTYPES[args.dtype]) if DTYPES[args.dtype] else None
+    try:
+        report = convert_hallo(args.source, args.out, text_from=args.text_from, dtype=dtype)
+    except (ModelFileError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(report.summary())
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(convert_main())
