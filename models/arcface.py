@@ -117,7 +117,7 @@ def run_model(session, face: np.ndarray) -> np.ndarray:
 
 
 def embed(image: np.ndarray, landmarks: np.ndarray | None, model_path: str | None = None, *, session=None,
-          warn=log.warning) -> tuple[np.ndarray, str]:
+          warn=log.warning, dim: int = EMBED_DIM) -> tuple[np.ndarray, str]:
     """(512-d embedding, how it was made). Zeros, with a warning, when there is no model, no onnxruntime
     or no face."""
     reason = None
@@ -136,5 +136,5 @@ def embed(image: np.ndarray, landmarks: np.ndarray | None, model_path: str | Non
         if message not in _warned:
             warn(message)
             _warned.add(message)
-        return np.zeros(EMBED_DIM, np.float32), f"zeros: {reason}"
+        return np.zeros(dim, np.float32), f"zeros: {reason}"
     return run_model(session, align(image, landmarks)), f"arcface: {model_path or 'given session'}"

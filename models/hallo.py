@@ -233,3 +233,52 @@ def convert_hallo(source, out, *, text_from=None, dtype: torch.dtype | None = No
 
 __all__ = ["ConversionReport", "convert_hallo", "expected_layout", "hallo_config", "looks_like_hallo", "plan",
            "read_hallo", "target_key"]
+
+
+_checked: dict[tuple[str, int, int], bool] = {}
+
+
+def is_hallo_checkpoint(path) -> bool:
+    """True for a weights-only pickle with Hallo's parts (cached per file version). Anything that does not
+    load as weights only (a pickle with code in it included) is not one: nothing in it is ever run."""
+    path = Path(path)
+    try:
+        stat = path.stat()
+    except OSError:
+        return False
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    if key not in _checked:
+        try:
+            _checked[key] = looks_like_hallo(read_state_dict(path))
+        except Exception:  # noqa: BLE001 (refused or corrupt: not a Hallo checkpoint)
+            _checked[key] = False
+    return _checked[key]
+
+
+def converted_from(candidate: Path, source: Path) -> bool:
+    """Whether `candidate` is the conversion of this very `source` (name and size in its metadata)."""
+    from .weights import _check_safetensors_header
+
+    try:
+        meta = _check_safetensors_header(candidate).get("__metadata__") or {}
+    except (ModelFileError, OSError):
+        return False
+    return (meta.get("converted_from") == "hallo net.pth" and meta.get("source_name") == source.name
+            and meta.get("source_size") == str(source.stat().st_size))
+
+
+def ensure_converted(source, folder, stem: str) -> tuple[Path, ConversionReport | None]:
+    """The PortraitTalk file for a Hallo checkpoint: `<stem>.portraittalk.safetensors` in `folder`, converted
+    on first use. A file of that name that is not this checkpoint's conversion is never overwritten: the next
+    free name (`<stem>-2…`) is used instead."""
+    source, folder = Path(source), Path(folder)
+    for k in range(1, 100):
+        candidate = folder / (f"{stem}.portraittalk.safetensors" if k == 1 else f"{stem}-{k}.portraittalk.safetensors")
+        if not candidate.exists():
+            log.warning("converting Hallo checkpoint %s → %s (once)", source, candidate)
+            report = convert_hallo(source, candidate)
+            log.warning("%s", report.summary())
+            return candidate, report
+        if converted_from(candidate, source):
+            return candidate, None
+    raise ModelFileError(folder, f"no free name for the conversion of {source}")

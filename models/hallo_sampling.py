@@ -94,9 +94,12 @@ def sample_motion_frames(animate_net, identity_net, conditioning: VideoCondition
             pred = denoise(scheduler.scale_model_input(x, t), t, start, end, scales, structure, motion)
             result = scheduler.step(pred, t, x)
             x = result.prev_sample
-            if options.callback is not None:
-                options.callback(SamplingProgress(step, len(scheduler.timesteps), index, len(windows), (start, end),
-                                                  getattr(result, "pred_original_sample", None), windows_first=True))
+            if options.callback is not None and start < frames:  # frames past the audio are not reported
+                denoised = getattr(result, "pred_original_sample", None)
+                shown = min(end, frames) - start
+                options.callback(SamplingProgress(step, len(scheduler.timesteps), index, len(windows),
+                                                  (start, start + shown),
+                                                  None if denoised is None else denoised[:shown], windows_first=True))
         out[start:end] = x
         last = x[-count:] if x.shape[0] >= count else torch.cat([x[:1].expand(count - x.shape[0], -1, -1, -1), x])
         previous = options.reencode(last) if options.reencode is not None else last

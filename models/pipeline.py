@@ -23,6 +23,26 @@ from .sampling import SamplingOptions, SamplingProgress, VideoConditioning, samp
 from .weights import read_model
 
 DEMO_MODEL = Path(__file__).resolve().parent.parent / "assets" / "portraittalk_demo.safetensors"
+LARGE_FILE = 512 * 1024 * 1024
+
+
+def _read_large_model(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """A single large model file, memory-mapped, with its config checked as `read_model` checks it."""
+    import json
+
+    from .config import ConfigError, validate
+    from .safetensors_stream import read_mapped
+    from .weights import FORMAT, ModelFileError
+
+    state, metadata = read_mapped(path)
+    if metadata.get("format") != FORMAT or "config" not in metadata:
+        return read_model(path)  # read_model says what is wrong with it
+    try:
+        config = json.loads(metadata["config"])
+        validate(config)
+    except (json.JSONDecodeError, ConfigError, TypeError, KeyError) as err:
+        raise ModelFileError(path, f"its PortraitTalk config is invalid ({err})") from None
+    return state, config
 
 
 @dataclass
@@ -128,7 +148,10 @@ class PortraitTalkPipeline:
     def from_pretrained(cls, path: str | Path = "demo", **kwargs) -> PortraitTalkPipeline:
         """A `.safetensors` model file or folder; "demo" is the bundled tiny model."""
         path = DEMO_MODEL if str(path) == "demo" else Path(path)
-        state, config = read_model(path)
+        if path.suffix == ".safetensors" and path.is_file() and path.stat().st_size > LARGE_FILE:
+            state, config = _read_large_model(path)  # full-size models: no second copy in memory
+        else:
+            state, config = read_model(path)
         return cls(load_components(config, state, path), **kwargs)
 
     def save_pretrained(self, path: str | Path, extra: dict | None = None, dtype: torch.dtype | None = None) -> Path:
@@ -254,7 +277,7 @@ class PortraitTalkPipeline:
         embeds, notes, regions = [], [], None
         for image, obs in zip(images, observations):
             landmarks = obs.landmarks if obs is not None and obs.source == "mediapipe" else None
-            vector, how = embed(image, landmarks, model, warn=warn)
+            vector, how = embed(image, landmarks, model, warn=warn, dim=self.components.image_proj.image_embeds.in_features)
             embeds.append(torch.from_numpy(vector))
             notes.append(how)
             if regions is None:
@@ -359,8 +382,14 @@ class PortraitTalkPipeline:
         from .sampling import make_passes
 
         components, shape = self.components, self.latent_shape(size)
-        joint = self.config["sampling"].get("guidance") == "joint"
         identity = conditioning.identity
+        if size is None and self.follows_reference_size and identity is not None and identity.latents is not None:
+            shape = (shape[0], *identity.latents.shape[-2:])  # the video takes the reference's size
+        joint = self.config["sampling"].get("guidance") == "joint"
+        if options.long_audio is None and conditioning.long_audio is not None:
+            options = dataclasses.replace(options, long_audio=conditioning.long_audio)
+        if options.reencode is None and conditioning.reencode is not None:
+            options = dataclasses.replace(options, reencode=conditioning.reencode)
         if options.structure is None and identity is not None and identity.regions is not None:
             box = identity.regions.structure()  # Hallo's face locator reads the reference's face box
             options = dataclasses.replace(options, structure=torch.nn.functional.interpolate(
@@ -380,6 +409,18 @@ class PortraitTalkPipeline:
                                      conditioning.null_text)
         return sample_video(components.animate_net, conditioning, options, shape, self.config["scheduler"],
                             joint=joint, motion=motion)
+
+    @property
+    def follows_reference_size(self) -> bool:
+        """Hallo-style models run at the reference's size (a multiple of 64 px), not only at `size`."""
+        return bool(self.config["video"].get("size_from_reference", False))
+
+    def reference_size(self, height: int, width: int) -> int:
+        """The side references are resized to: `size`, or for models that follow the reference, its shorter
+        side rounded down to a multiple of 64 (at least 64, at most 1024)."""
+        if not self.follows_reference_size:
+            return self.size
+        return int(min(1024, max(64, min(height, width) // 64 * 64)))
 
     def _factor(self) -> int:
         return self.components.codec.factor if self.components.codec is not None else 8
@@ -401,7 +442,13 @@ class PortraitTalkPipeline:
     def preview_frames(self, latents: torch.Tensor) -> np.ndarray:
         """Model latents `[N, C, h, w]` → uint8 frames `[N, H', W', 3]`, cheaply decoded (exactly for the tiny
         codec, a linear latent→RGB map for the VAE)."""
-        rgb = self.components.codec.preview(latents.to(self.device, self.dtype)).float()
+        codec = self.components.codec
+        if codec is None:  # full-size models decode with the user's VAE: preview with the SD latent→RGB map
+            from .codec import VaeCodec
+
+            rgb = VaeCodec.preview(VaeCodec, latents.to(self.device)).float()
+        else:
+            rgb = codec.preview(latents.to(self.device, self.dtype)).float()
         return ((rgb + 1) * 127.5).clamp(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()
 
     def preview_image(self, latents: torch.Tensor):

@@ -46,3 +46,39 @@ def write_streaming(path: str | os.PathLike, entries: Iterable[tuple[str, tuple[
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+NAMES = {v: k for k, v in DTYPES.items()}
+
+
+def read_mapped(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, metadata) of a safetensors file whose tensors are views of the memory-mapped file: loading
+    them into a model copies each once, and the file's bytes stay in the page cache, not in the process's
+    own memory (a full-size model then needs its own size in RAM, not twice that). The header is validated
+    first (`weights._check_safetensors_header`)."""
+    import mmap
+    import warnings
+
+    from .weights import ModelFileError, _check_safetensors_header
+
+    path = Path(path)
+    header = _check_safetensors_header(path)
+    with open(path, "rb") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    base = 8 + length
+    tensors = {}
+    with warnings.catch_warnings():  # the mapping is read-only; the tensors are only ever copied from
+        warnings.simplefilter("ignore", UserWarning)
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            dtype = NAMES.get(info["dtype"])
+            if dtype is None:
+                raise ModelFileError(path, f"tensor {name!r} has an unsupported dtype {info['dtype']}")
+            start, end = info["data_offsets"]
+            count = (end - start) // torch.empty((), dtype=dtype).element_size()
+            flat = torch.frombuffer(mapped, dtype=dtype, count=count, offset=base + start) if count else \
+                torch.empty(0, dtype=dtype)
+            tensors[name] = flat.reshape(info["shape"])
+    return tensors, dict(header.get("__metadata__") or {})

@@ -133,6 +133,8 @@ class VideoConditioning:
     step_range: tuple[float, float] = (0.0, 1.0)
     base_stream: str = "text"  # the stream outside the step range keeps λ = 1 (Hallo: identity)
     region_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # Hallo's pose, face and lip weights
+    long_audio: str | None = None  # overrides the model's default long-audio scheme (see SamplingOptions)
+    reencode: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, repr=False)  # for motion frames
 
     def scales_at(self, step: int, num_steps: int) -> StreamScales:
         frac = step / max(1, num_steps - 1) if num_steps > 1 else 0.0

@@ -77,13 +77,17 @@ class EncodeIdentity(io.ComfyNode):
 
         pipe = identity_net
         references = list(image) + (list(extra_references) if extra_references is not None else [])
-        pixels = images_to_tensor(references, pipe.size, name="image")  # [R, 3, S, S] in 0..1
+        side = pipe.reference_size(*references[0].shape[:2])  # the model's size (Hallo: the reference's)
+        pixels = images_to_tensor(references, side, name="image")  # [R, 3, S, S] in 0..1
+        regions = None
         with on_compute_device(pipe):
             if vae is not None:
                 latents = vae.encode(pixels.permute(0, 2, 3, 1)) * pipe.latent_scale
             else:
                 latents = pipe.encode_pixels(pixels)
-            if image_encoder is not None:
+            if pipe.config["identity"].get("encoder") == "arcface":  # Hallo: face mesh → ArcFace + region masks
+                embeds, regions = _hallo_reference(pipe, pixels)
+            elif image_encoder is not None:
                 embeds = image_encoder.image_embeds(pixels)
             elif clip_vision is not None:
                 embeds = clip_vision.encode_image(pixels.permute(0, 2, 3, 1)).image_embeds
@@ -92,8 +96,28 @@ class EncodeIdentity(io.ComfyNode):
             tokens = pipe.identity_tokens(image_embeds=embeds)
             null = _text(negative)
             identity = pipe.encode_identity(latents, tokens, _text(positive),
-                                            null if null is not None else pipe.null_text())
+                                            null if null is not None else pipe.null_text(), regions)
         return io.NodeOutput(identity.to("cpu"))
+
+
+def _hallo_reference(pipe, pixels):
+    """ArcFace embeddings and Hallo's region masks of the references (face tools and ArcFace model optional)."""
+    import logging
+    import os
+
+    import folder_paths
+
+    from .faces import landmarker_path
+    from .folders import PORTRAITTALK, register
+
+    register()
+    faces = [os.path.join(f, "face") for f in folder_paths.get_folder_paths(PORTRAITTALK)]
+    embeds, regions, notes = pipe.reference_analysis(pixels.permute(0, 2, 3, 1).cpu().numpy(),
+                                                     landmarker=landmarker_path(), arcface_folders=faces,
+                                                     warn=logging.getLogger(__name__).warning)
+    logging.getLogger(__name__).info("PortraitTalk Hallo reference: %s; masks from %s", "; ".join(notes),
+                                     regions.source)
+    return embeds, regions
 
 
 class EncodeAudio(io.ComfyNode):
@@ -134,7 +158,7 @@ class EncodeAudio(io.ComfyNode):
                 raise ValueError("this model needs an audio encoder: connect 'Load Audio Encoder' or ComfyUI's "
                                  "AudioEncoderEncode output")
             wav = prepare_waveform(audio["waveform"], audio["sample_rate"], name="audio")
-            embeds = pipe.encode_audio(features=encoder(wav), num_samples=len(wav), fps=fps)
+            embeds = pipe.encode_audio(features=pipe.encoder_features(encoder, wav, fps), num_samples=len(wav), fps=fps)
         else:
             raise ValueError("connect 'audio' (or 'audio_encoder_output')")
         return io.NodeOutput(embeds, embeds.num_frames, embeds.fps)
@@ -182,4 +206,56 @@ class ApplyDecoupledAttention(io.ComfyNode):
         return io.NodeOutput(patched)
 
 
-NODES = [TextEncode, EncodeIdentity, EncodeAudio, ApplyDecoupledAttention]
+LONG_AUDIO = ["motion_frames", "blended"]
+
+
+class HalloSettings(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PortraitTalkHalloSettings", display_name="Hallo Settings (PortraitTalk)",
+            category="PortraitTalk/conditioning",
+            description="Options of models converted from Hallo's weights: the weights of the audio attention in "
+                        "the background (pose), face and lip regions, and how long audio is split: Hallo's motion "
+                        "frames (windows one after another, each starting from the last frames of the previous "
+                        "one) or blended overlapping windows. Returns a new patched AnimateNet.",
+            inputs=[
+                io_types.AnimateNet.Input("animate_net", tooltip="From 'Apply Decoupled Attention'."),
+                io.Float.Input("pose_weight", default=1.0, min=0.0, max=3.0, step=0.05,
+                               tooltip="Audio attention outside the face (head pose); Hallo's default is 1."),
+                io.Float.Input("face_weight", default=1.0, min=0.0, max=3.0, step=0.05,
+                               tooltip="Audio attention on the face without the lips (expression)."),
+                io.Float.Input("lip_weight", default=1.0, min=0.0, max=3.0, step=0.05,
+                               tooltip="Audio attention on the lips."),
+                io.Combo.Input("long_audio", options=LONG_AUDIO, default="motion_frames",
+                               tooltip="motion_frames: Hallo's scheme (set the sampler's overlap to 0). blended: "
+                                       "overlapping windows blended at every step, each starting from the reference."),
+                io.Vae.Input("vae", optional=True,
+                             tooltip="Motion frames are decoded and encoded again between windows, as Hallo does; "
+                                     "without a VAE their latents are used as they are."),
+            ],
+            outputs=[io_types.AnimateNet.Output("patched", display_name="animate_net")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, long_audio):
+        return True if long_audio in LONG_AUDIO else f"long_audio must be one of {LONG_AUDIO}, got {long_audio!r}"
+
+    @classmethod
+    def execute(cls, animate_net, pose_weight, face_weight, lip_weight, long_audio, vae=None) -> io.NodeOutput:
+        import dataclasses
+
+        if not hasattr(animate_net, "conditioning"):
+            raise ValueError("animate_net is not patched: connect it through 'Apply Decoupled Attention' first")
+        scale = animate_net.pipeline.latent_scale
+
+        def reencode(latents):
+            images = vae.decode(latents / scale)
+            return (vae.encode(images.reshape(-1, *images.shape[-3:])[..., :3]) * scale).float().cpu()
+
+        conditioning = dataclasses.replace(animate_net.conditioning, region_weights=(pose_weight, face_weight, lip_weight),
+                                           long_audio=long_audio, reencode=reencode if vae is not None else None)
+        return io.NodeOutput(dataclasses.replace(animate_net, conditioning=conditioning))
+
+
+NODES = [TextEncode, EncodeIdentity, EncodeAudio, ApplyDecoupledAttention, HalloSettings]

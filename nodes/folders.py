@@ -23,10 +23,30 @@ def register() -> None:
 
 
 def model_names(*, bundled: bool = True) -> list[str]:
-    """PortraitTalk model files, the bundled demo first (when it is installed)."""
+    """PortraitTalk model files, the bundled demo first (when it is installed), and Hallo checkpoints
+    (`net.pth`, read as weights only), which are converted on first use."""
     register()
-    names = [n for n in folder_paths.get_filename_list(PORTRAITTALK) if n.endswith(".safetensors")]
+    names = [n for n in folder_paths.get_filename_list(PORTRAITTALK) if n.endswith(".safetensors") or _is_hallo(n)]
     return ([DEMO_NAME] if bundled and DEMO_PATH.is_file() else []) + names
+
+
+def _is_hallo(name: str) -> bool:
+    if not name.endswith(".pth"):
+        return False
+    from ..models.hallo import is_hallo_checkpoint
+
+    path = folder_paths.get_full_path(PORTRAITTALK, name)
+    return path is not None and is_hallo_checkpoint(path)
+
+
+def hallo_model_path(name: str) -> Path:
+    """A Hallo checkpoint's PortraitTalk file in the first models/portraittalk folder, converted on first use:
+    `hallo/net.pth` → `hallo_net.portraittalk.safetensors`."""
+    from ..models.hallo import ensure_converted
+
+    stem = os.path.splitext(name)[0].replace("\\", "/").strip("/").replace("/", "_")
+    folder = folder_paths.get_folder_paths(PORTRAITTALK)[0]
+    return ensure_converted(full_path(PORTRAITTALK, name), folder, stem)[0]
 
 
 def model_path(name: str) -> Path:
@@ -35,6 +55,8 @@ def model_path(name: str) -> Path:
         if not DEMO_PATH.is_file():
             raise FileNotFoundError(f"the bundled demo model is missing from the pack: {DEMO_PATH}")
         return DEMO_PATH
+    if isinstance(name, str) and _is_hallo(name):
+        return hallo_model_path(name)
     return Path(full_path(PORTRAITTALK, name))
 
 

@@ -111,3 +111,18 @@ def test_converted_weights_run_as_the_original(tmp_path, small_model, dtype, cap
     assert torch.equal(a, b)
     assert convert_main(["hallo", str(tmp_path / "net.pth"), str(tmp_path / "cli.safetensors")]) == 2  # full layout
     assert "does not match Hallo's net.pth layout" in capsys.readouterr().err
+
+
+def test_streamed_files_read_back_exactly_and_map_without_a_copy(tmp_path):
+    from safetensors.torch import load_file
+
+    from comfyui_portraittalk.models.safetensors_stream import read_mapped, write_streaming
+
+    tensors = {"a": torch.randn(3, 4), "b": torch.arange(5), "c": torch.randn(2, dtype=torch.float16),
+               "d": torch.randn(4, dtype=torch.bfloat16), "e": torch.zeros(0)}
+    path = write_streaming(tmp_path / "x.safetensors", [(k, tuple(v.shape), v.dtype) for k, v in tensors.items()],
+                           tensors.__getitem__, {"format": "test"})
+    assert all(torch.equal(load_file(str(path))[k], v) for k, v in tensors.items())
+    mapped, metadata = read_mapped(path)
+    assert metadata == {"format": "test"} and all(torch.equal(mapped[k], v) for k, v in tensors.items())
+    assert not (tmp_path / "x.safetensors.partial").exists()
