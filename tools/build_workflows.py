@@ -67,6 +67,43 @@ def generation(prompt: str = "", *, steps: int = 20, text_guidance: float = 1.0,
     return g
 
 
+HALLO = "hallo_net.portraittalk.safetensors"
+
+
+def hallo_photo() -> dict:
+    """A real photo speaking with Hallo's public weights (docs/hallo.md says where each file goes): crop →
+    Hallo model (ArcFace identity, wav2vec2 audio, motion frames) → paste-back → video with sound."""
+    return {
+        "photo": ("LoadImage", {"image": "grace_hopper.jpg"}),
+        "speech": ("LoadAudio", {"audio": "speech.wav"}),
+        "crop": ("PortraitTalkCropFace", {"image": ("photo", 0), "size": 512, "expand": 1.2, "align": False,
+                                          "backend": "auto"}),
+        "identity_net": ("PortraitTalkLoadIdentityNet", {"model_name": HALLO}),
+        "animate_net": ("PortraitTalkLoadAnimateNet", {"model_name": HALLO}),
+        "vae": ("VAELoader", {"vae_name": "vae-ft-mse-840000-ema-pruned.safetensors"}),
+        "audio_encoder": ("PortraitTalkLoadAudioEncoder", {"encoder_name": "wav2vec2-base-960h.safetensors"}),
+        "identity": ("PortraitTalkEncodeIdentity", {"identity_net": ("identity_net", 0), "image": ("crop", 0),
+                                                     "vae": ("vae", 0)}),
+        "audio_embeds": ("PortraitTalkEncodeAudio", {"animate_net": ("animate_net", 0), "audio": ("speech", 0),
+                                                     "audio_encoder": ("audio_encoder", 0), "fps": 25.0}),
+        "patch": ("PortraitTalkApplyDecoupledAttention", {
+            "animate_net": ("animate_net", 0), "identity": ("identity", 0), "audio_embeds": ("audio_embeds", 0),
+            "text_scale": 0.0, "identity_scale": 1.0, "audio_scale": 1.0, "start_percent": 0.0, "end_percent": 1.0}),
+        "hallo": ("PortraitTalkHalloSettings", {"animate_net": ("patch", 0), "pose_weight": 1.0, "face_weight": 1.0,
+                                                "lip_weight": 1.0, "long_audio": "motion_frames", "vae": ("vae", 0)}),
+        "sampler": ("PortraitTalkSampler", {"animate_net": ("hallo", 0), "steps": 40, "scheduler": "ddim",
+                                            "karras": False, "seed": 42, "text_guidance": 1.0, "audio_guidance": 3.5,
+                                            "window": 16, "overlap": 0, "frames": 0}),
+        "decode": ("PortraitTalkDecode", {"latent": ("sampler", 0), "vae": ("vae", 0), "audio": ("speech", 0),
+                                          "chunk": 8}),
+        "paste": ("PortraitTalkPasteBack", {"images": ("decode", 0), "crop_info": ("crop", 1),
+                                            "original": ("photo", 0), "feather": 0.1, "colour_match": True}),
+        "video": ("CreateVideo", {"images": ("paste", 0), "fps": ("decode", 1), "audio": ("decode", 2)}),
+        "save": ("SaveVideo", {"video": ("video", 0), "filename_prefix": "portraittalk/hallo_photo", "format": "auto",
+                               "codec": "auto"}),
+    }
+
+
 def workflows() -> dict[str, dict]:
     basic = generation()
     text = generation("a face with glasses and a hat on a blue background, smiling", text_guidance=2.0,
@@ -78,7 +115,7 @@ def workflows() -> dict[str, dict]:
     long["twice"] = ("AudioConcat", {"audio1": ("demo", 1), "audio2": ("demo", 1), "direction": "after"})
     long["long_audio"] = ("AudioConcat", {"audio1": ("twice", 0), "audio2": ("twice", 0), "direction": "after"})
     return {"portraittalk_basic": basic, "portraittalk_text": text, "portraittalk_multireference": multi,
-            "portraittalk_long_audio": long}
+            "portraittalk_long_audio": long, "portraittalk_hallo_photo": hallo_photo()}
 
 
 # ------------------------------------------------------------------------------------------ conversion
