@@ -4,7 +4,10 @@ Hallo's part prefixes, and AnimateDiff's original motion-module names as recorde
 
 from __future__ import annotations
 
+import gc
+import math
 import re
+from pathlib import Path
 
 import torch
 
@@ -56,3 +59,30 @@ def hallo_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         elif key.startswith("audio_proj."):
             out["audioproj." + key[len("audio_proj."):]] = value
     return out
+
+
+def random_net_pth(path, dtype=torch.float16) -> int:
+    """A random-weights net.pth with exactly the manifest's keys and shapes (the positional encodings are the
+    sinusoid a real file holds); returns its size in bytes."""
+    from fake_checkpoints import hallo_manifest
+
+    gen = torch.Generator().manual_seed(0)
+    state = {}
+    for key, info in hallo_manifest()["tensors"].items():
+        shape = info["shape"]
+        if key.endswith("pos_encoder.pe"):
+            length, dim = shape[1], shape[2]
+            position = torch.arange(length).unsqueeze(1)
+            div = torch.exp(torch.arange(0, dim, 2) * (-math.log(10000.0) / dim))
+            pe = torch.zeros(1, length, dim)
+            pe[0, :, 0::2], pe[0, :, 1::2] = torch.sin(position * div), torch.cos(position * div)
+            state[key] = pe.to(dtype)
+        elif key.endswith(("norm.weight", "norm1.weight", "norm2.weight", "norm3.weight")) or ".norms." in key \
+                or key.endswith("ff_norm.weight"):
+            state[key] = torch.ones(shape, dtype=dtype)
+        else:
+            state[key] = (torch.randn(shape, generator=gen) * 0.02).to(dtype)
+    torch.save(state, path)
+    del state
+    gc.collect()
+    return Path(path).stat().st_size
