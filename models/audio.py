@@ -20,6 +20,9 @@ from torch import nn
 SAMPLE_RATE = 16000
 TARGET_LEVEL = 0.1  # RMS of the loud (95th-percentile) 20 ms frames after normalisation
 SILENCE_LEVEL = 1e-4  # below this the clip is treated as silence and left as it is
+# Rates outside this range are not audio a recorder makes; a rate of 1 Hz would resample every sample
+# into 16000 and turn a second of input into hours of video.
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 768000
 
 
 class AudioInputError(ValueError):
@@ -31,31 +34,54 @@ def num_video_frames(num_samples: int, sample_rate: int, fps: float) -> int:
     return max(0, math.ceil(num_samples * fps / sample_rate - 1e-6))
 
 
-def _as_numpy(waveform) -> np.ndarray:
-    if isinstance(waveform, torch.Tensor):
-        waveform = waveform.detach().to("cpu", torch.float32).numpy()
-    return np.asarray(waveform, dtype=np.float32)
+def _as_numpy(waveform, name: str) -> np.ndarray:
+    try:
+        if isinstance(waveform, torch.Tensor):
+            if waveform.is_complex():
+                raise TypeError("complex samples")
+            waveform = waveform.detach().to("cpu", torch.float32).numpy()
+        if np.iscomplexobj(waveform):
+            raise TypeError("complex samples")
+        return np.asarray(waveform, dtype=np.float32)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise AudioInputError(f"{name}: expected a waveform of real numbers, got {type(waveform).__name__} ({err})") \
+            from None
+
+
+def _sample_rate(sample_rate, name: str) -> int:
+    rate = sample_rate
+    if isinstance(rate, torch.Tensor) and rate.numel() == 1:
+        rate = rate.item()
+    if isinstance(rate, (float, np.floating)) and np.isfinite(rate) and float(rate).is_integer():
+        rate = int(rate)
+    if isinstance(rate, (bool, np.bool_)) or not isinstance(rate, (int, np.integer)) \
+            or not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise AudioInputError(f"{name}: sample rate must be a whole number of Hz from {MIN_SAMPLE_RATE} to "
+                              f"{MAX_SAMPLE_RATE}, got {repr(sample_rate)[:40]}")
+    return int(rate)
 
 
 def prepare_waveform(waveform, sample_rate: int, *, name: str = "audio", normalise: bool = True) -> np.ndarray:
     """Any audio → mono float32 at 16 kHz, loudness-normalised.
 
-    Accepts `[T]`, `[C, T]` or ComfyUI's `[B, C, T]` with B = 1, any rate, any channel count. Floats in
-    int16 range (|x| > 1.5) are rescaled. Raises `AudioInputError` on empty, non-finite or batched audio.
+    Accepts `[T]`, `[C, T]` or ComfyUI's `[B, C, T]` with B = 1, any channel count, any rate from
+    MIN_SAMPLE_RATE to MAX_SAMPLE_RATE. Floats in int16 range (|x| > 1.5) are rescaled. Raises
+    `AudioInputError` on empty, non-finite or batched audio, and on anything that is not a waveform.
     """
     import librosa
 
-    wav = _as_numpy(waveform)
+    wav = _as_numpy(waveform, name)
     if wav.ndim == 3:
         if wav.shape[0] != 1:
             raise AudioInputError(f"{name}: a batch of {wav.shape[0]} clips was given; pass one clip at a time")
         wav = wav[0]
     if wav.ndim == 2:
+        if wav.shape[0] == 0:
+            raise AudioInputError(f"{name}: the audio has no channels (shape {tuple(wav.shape)})")
         wav = wav.mean(axis=0)  # channels first, as ComfyUI's AUDIO is [B, C, T]
     if wav.ndim != 1:
         raise AudioInputError(f"{name}: expected a waveform [T], [C, T] or [1, C, T], got shape {tuple(wav.shape)}")
-    if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
-        raise AudioInputError(f"{name}: sample rate must be a positive integer, got {sample_rate!r}")
+    sample_rate = _sample_rate(sample_rate, name)
     if wav.size < 2:
         raise AudioInputError(f"{name}: the audio is empty ({wav.size} samples); at least one video frame is needed")
     if not np.isfinite(wav).all():
@@ -67,7 +93,7 @@ def prepare_waveform(waveform, sample_rate: int, *, name: str = "audio", normali
             raise AudioInputError(f"{name}: samples reach {peak:.3g}; expected floats in -1..1 (or int16 range)")
         wav = wav / 32768.0  # int16 values delivered as floats
     if sample_rate != SAMPLE_RATE:
-        wav = librosa.resample(wav, orig_sr=int(sample_rate), target_sr=SAMPLE_RATE)
+        wav = librosa.resample(wav, orig_sr=sample_rate, target_sr=SAMPLE_RATE)
     wav = np.ascontiguousarray(wav, dtype=np.float32)
     return loudness_normalise(wav) if normalise else wav
 
