@@ -17,18 +17,26 @@ from pathlib import Path
 
 import torch
 
-from .config import ConfigError, to_json, validate
+from .config import to_json, validate
 
 FORMAT = "portraittalk"
 VERSION = "1"
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 MAX_HEADER = 100 * 1024 * 1024  # a safetensors header larger than this is hostile, not a model
+# Bytes per element of the safetensors dtypes this package can load (torch's).
+DTYPE_SIZES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+               "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
 
 
 class ModelFileError(ValueError):
     def __init__(self, path, problem: str):
         super().__init__(f"{path}: {problem}")
         self.path = str(path)
+
+
+def _label(name: str) -> str:
+    """A tensor name for a message: a hostile header's names can be megabytes long."""
+    return repr(name if len(name) <= 80 else name[:80] + "...")
 
 
 def _check_safetensors_header(path: Path) -> dict:
@@ -43,30 +51,41 @@ def _check_safetensors_header(path: Path) -> dict:
             raise ModelFileError(path, f"corrupt safetensors header: it claims {length} bytes, the file has {size}")
         try:
             header = json.loads(f.read(length))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ModelFileError(path, f"corrupt safetensors header (not JSON: {err})") from None
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+            raise ModelFileError(path, f"corrupt safetensors header (not JSON: {str(err)[:200]})") from None
     if not isinstance(header, dict):
         raise ModelFileError(path, "corrupt safetensors header (not a JSON object)")
     data = size - 8 - length
+    metadata = header.get("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise ModelFileError(path, "corrupt safetensors header: '__metadata__' is not a map of strings")
     spans = []
     for name, info in header.items():
         if name == "__metadata__":
             continue
         try:
             start, end = (int(x) for x in info["data_offsets"])
-            dtype, shape = str(info["dtype"]), [int(x) for x in info["shape"]]
-        except (KeyError, TypeError, ValueError):
-            raise ModelFileError(path, f"corrupt safetensors header entry {name!r}") from None
+            dtype, shape = info["dtype"], [int(x) for x in info["shape"]]
+        except (KeyError, TypeError, ValueError, OverflowError):
+            raise ModelFileError(path, f"corrupt safetensors header entry {_label(name)}") from None
+        if not isinstance(dtype, str) or dtype not in DTYPE_SIZES:
+            raise ModelFileError(path, f"tensor {_label(name)} has an unknown dtype {str(dtype)[:40]!r}")
         if not 0 <= start <= end <= data:
-            raise ModelFileError(path, f"tensor {name!r} lies outside the file (offsets {start}..{end}, data {data} bytes)"
+            raise ModelFileError(path, f"tensor {_label(name)} lies outside the file (offsets {start}..{end}, data {data} bytes)"
                                  + ("; the file is probably truncated" if end > data else ""))
         if any(d < 0 for d in shape):
-            raise ModelFileError(path, f"tensor {name!r} has a negative dimension {shape}")
+            raise ModelFileError(path, f"tensor {_label(name)} has a negative dimension {shape[:8]}")
+        needed = DTYPE_SIZES[dtype]
+        for d in shape:
+            needed *= d
+        if needed != end - start:
+            raise ModelFileError(path, f"tensor {_label(name)} of shape {shape[:8]} and dtype {dtype} needs {needed} bytes, "
+                                 f"but its data is {end - start} bytes")
         spans.append((start, end, name))
     spans.sort()
     for (s1, e1, n1), (s2, e2, n2) in zip(spans, spans[1:]):
         if s2 < e1:
-            raise ModelFileError(path, f"tensors {n1!r} and {n2!r} overlap in the file")
+            raise ModelFileError(path, f"tensors {_label(n1)} and {_label(n2)} overlap in the file")
     return header
 
 
@@ -145,6 +164,41 @@ def model_files(path: str | os.PathLike) -> list[Path]:
     return [path]
 
 
+# A model is built from its file's config before the weights are checked against it, so a config must not
+# describe a model that is too large to build: a 60 kB file claiming 65536-wide layers or thousands of
+# layers per block would exhaust memory or build for hours. These bounds are far above SD-1.5's.
+MAX_CONFIG_COUNT = 64  # layers, heads, blocks: any key with "layers" or "heads" in its name
+MAX_CONFIG_WIDTH = 16384  # channels, widths, sizes: any other integer
+MAX_CONFIG_ID = 2 ** 20  # vocabulary sizes and token ids
+MAX_CONFIG_LIST = 16  # numeric lists (block_out_channels ...)
+
+
+def check_config_limits(config, where: str = "config") -> None:
+    """Raise ConfigError-like ValueError for a config whose numbers describe an absurdly large model."""
+    if isinstance(config, dict):
+        for key, value in config.items():
+            check_config_limits(value, f"{where}.{key}")
+        return
+    if isinstance(config, list):
+        numbers = [v for v in config if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if len(numbers) > MAX_CONFIG_LIST:
+            raise ValueError(f"{where} lists {len(numbers)} numbers (at most {MAX_CONFIG_LIST})")
+        for value in config:
+            check_config_limits(value, f"{where}[]")
+        return
+    if isinstance(config, bool) or not isinstance(config, int):
+        return
+    name = where.rsplit(".", 1)[-1].rstrip("[]").lower()
+    if "layers" in name or "heads" in name:
+        limit = MAX_CONFIG_COUNT
+    elif "vocab" in name or name.endswith("_id"):
+        limit = MAX_CONFIG_ID
+    else:
+        limit = MAX_CONFIG_WIDTH
+    if abs(config) > limit:
+        raise ValueError(f"{where} is {config} (at most {limit}): the model it describes is too large to build")
+
+
 def read_model(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
     """A PortraitTalk model file or folder → (state dict, config). The config comes from the first file
     whose metadata has one."""
@@ -156,8 +210,11 @@ def read_model(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
             try:
                 config = json.loads(metadata["config"])
                 validate(config)
-            except (json.JSONDecodeError, ConfigError, TypeError, KeyError) as err:
-                raise ModelFileError(file, f"its PortraitTalk config is invalid ({err})") from None
+                check_config_limits(config)
+            except (ValueError, TypeError, KeyError, IndexError, AttributeError, ZeroDivisionError, OverflowError,
+                    RecursionError) as err:  # JSON errors and ConfigError are ValueErrors
+                raise ModelFileError(file, f"its PortraitTalk config is invalid ({type(err).__name__}: "
+                                     f"{str(err)[:300]})") from None
         state.update(tensors)
     if config is None:
         raise ModelFileError(path, "not a PortraitTalk model: no safetensors metadata 'format': 'portraittalk' with "
