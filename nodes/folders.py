@@ -11,6 +11,7 @@ import folder_paths
 PORTRAITTALK = "portraittalk"
 DEMO_NAME = "portraittalk_demo.safetensors (bundled)"
 DEMO_PATH = Path(__file__).resolve().parent.parent / "assets" / "portraittalk_demo.safetensors"
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")  # models/weights.py refuses these too
 
 
 def register() -> None:
@@ -47,6 +48,17 @@ def hallo_model_path(name: str) -> Path:
     stem = os.path.splitext(name)[0].replace("\\", "/").strip("/").replace("/", "_")
     folder = folder_paths.get_folder_paths(PORTRAITTALK)[0]
     return ensure_converted(full_path(PORTRAITTALK, name), folder, stem)[0]
+
+
+def unknown_name_message(folder: str, name, what: str) -> str:
+    """Why `name` is not offered: a pickle file in the folder (never loaded: unpickling can run code), or
+    no such file at all (a '../' path included: names are looked up, never joined onto a path)."""
+    if isinstance(name, str) and name.lower().endswith(PICKLE_SUFFIXES) and name in folder_paths.get_filename_list(folder):
+        hallo = " and Hallo's net.pth checkpoints (read as weights only)" if folder == PORTRAITTALK else ""
+        return (f"'{name}' is a pickle file ({os.path.splitext(name)[1]}) that PortraitTalk does not load: it loads "
+                f".safetensors files{hallo}, and never unpickles anything else, because unpickling a file can run "
+                f"code from it. Convert it to .safetensors")
+    return f"'{name}' is not {what} in ComfyUI's models/{folder} folders"
 
 
 def model_path(name: str) -> Path:

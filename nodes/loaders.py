@@ -32,7 +32,7 @@ class _ModelLoader(io.ComfyNode):
     def validate_inputs(cls, model_name):
         # ComfyUI 0.3.75 does not check V3 combo values itself; refuse unknown names (and '../') up front.
         if model_name not in folders.model_names():
-            return f"'{model_name}' is not a model in ComfyUI's models/portraittalk folders"
+            return folders.unknown_name_message(folders.PORTRAITTALK, model_name, "a model")
         return True
 
     @classmethod
@@ -95,7 +95,7 @@ class LoadAudioEncoder(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, encoder_name):
         if encoder_name != MEL and encoder_name not in _wav2vec2_files():
-            return f"'{encoder_name}' is not a wav2vec2 .safetensors file in models/audio_encoders"
+            return folders.unknown_name_message("audio_encoders", encoder_name, "a wav2vec2 .safetensors file")
         return True
 
     @classmethod
