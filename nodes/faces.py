@@ -56,9 +56,16 @@ class CropFace(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, backend):
-        # ComfyUI 0.3.75 does not check V3 combo values itself.
-        return True if backend in BACKENDS else f"backend must be one of {BACKENDS}, got {backend!r}"
+    def validate_inputs(cls, backend, size=512):
+        # ComfyUI 0.3.75 does not check V3 combo values itself, nor an INT's step.
+        if backend not in BACKENDS:
+            return f"backend must be one of {BACKENDS}, got {backend!r}"
+        if isinstance(size, int):  # None: linked, known only when it runs
+            if not 16 <= size <= 4096:  # ComfyUI skips min/max for inputs that validate_inputs takes
+                return f"size must be 16 to 4096 pixels, got {size}"
+            if size % 2:
+                return f"size must be even (video encoders such as SaveVideo's need even sizes), got {size}"
+        return True
 
     @classmethod
     def execute(cls, image, size, expand, align, backend) -> io.NodeOutput:
@@ -67,6 +74,8 @@ class CropFace(io.ComfyNode):
 
         from ..faces import crop_face
 
+        if size % 2:
+            raise ValueError(f"size must be even (video encoders such as SaveVideo's need even sizes), got {size}")
         model_path = landmarker_path()
         backend = _resolve(backend, model_path)
         photos = image[..., :3].cpu().numpy()
