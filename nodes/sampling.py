@@ -49,7 +49,12 @@ class Sampler(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, window, overlap):
-        if overlap >= window:
+        # ComfyUI skips its own min/max checks for inputs that validate_inputs takes: check them here.
+        if isinstance(window, int) and not 2 <= window <= 32:
+            return f"window must be 2 to 32 frames (the temporal layers see at most 32), got {window}"
+        if isinstance(overlap, int) and overlap < 0:
+            return f"overlap must be 0 or more frames, got {overlap}"
+        if isinstance(window, int) and isinstance(overlap, int) and overlap >= window:
             return f"overlap ({overlap}) must be smaller than window ({window})"
         return True
 
