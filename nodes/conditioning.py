@@ -73,10 +73,12 @@ class EncodeIdentity(io.ComfyNode):
     @classmethod
     def execute(cls, identity_net, image, extra_references=None, image_encoder=None, clip_vision=None,
                 positive=None, negative=None, vae=None) -> io.NodeOutput:
-        from ..models.pipeline import images_to_tensor
+        from ..models.pipeline import ImageInputError, images_to_tensor
 
         pipe = identity_net
         references = list(image) + (list(extra_references) if extra_references is not None else [])
+        if not references:
+            raise ImageInputError("image: the batch is empty (0 images); connect at least one reference portrait")
         side = pipe.reference_size(*references[0].shape[:2])  # the model's size (Hallo: the reference's)
         pixels = images_to_tensor(references, side, name="image")  # [R, 3, S, S] in 0..1
         regions = None
