@@ -78,7 +78,7 @@ class CropFace(io.ComfyNode):
             raise ValueError(f"size must be even (video encoders such as SaveVideo's need even sizes), got {size}")
         model_path = landmarker_path()
         backend = _resolve(backend, model_path)
-        photos = image[..., :3].cpu().numpy()
+        photos = _rgb(image, "image").cpu().numpy()
         bar = comfy.utils.ProgressBar(len(photos))
         crops, infos, masks = [], [], []
         for photo in photos:
@@ -130,10 +130,11 @@ class PasteBack(io.ComfyNode):
 
         from ..faces import paste_back
 
-        frames = _square(images[..., :3], crop_info[0].size)
+        frames = _square(_rgb(images, "images"), crop_info[0].size)
         n = frames.shape[0]
+        original = _rgb(original, "original")
         infos = paste_infos(crop_info, n, frames.shape[1], original.shape[1], original.shape[2])
-        originals = original[..., :3].cpu().numpy()
+        originals = original.cpu().numpy()
         _check_count(len(originals), n, "original images")
         gen = frames.cpu().float().numpy()
         weights = None if mask is None else mask_weights(mask, n, frames.shape[1], feather)
@@ -262,6 +263,17 @@ def match_colours(gen, infos, originals, feather: float, weights=None):
         refs = np.stack([crop_with_info(originals[0 if len(originals) == 1 else k], infos[k]) for k in range(n)])
         ref_alpha = alpha
     return match_colour(gen, refs, alpha, ref_alpha)
+
+
+def _rgb(image: torch.Tensor, name: str) -> torch.Tensor:
+    """An IMAGE batch [B, H, W, 1|3|4] as RGB [B, H, W, 3] (grey repeated, alpha dropped); an error that
+    names the input for an empty batch or another shape."""
+    shape = tuple(image.shape)
+    if image.ndim != 4 or shape[-1] not in (1, 3, 4) or 0 in shape[1:]:
+        raise ValueError(f"{name}: expected images [B, H, W, 3], got shape {shape}")
+    if shape[0] == 0:
+        raise ValueError(f"{name}: the batch is empty (0 images)")
+    return image.expand(*shape[:3], 3) if shape[-1] == 1 else image[..., :3]
 
 
 def _square(frames: torch.Tensor, side: int) -> torch.Tensor:
