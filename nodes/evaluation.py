@@ -165,10 +165,7 @@ def _frames(images, name: str) -> np.ndarray:
     the input for anything else."""
     from .preview import as_frames, frame_uint8
 
-    try:
-        frames = as_frames(images)
-    except ValueError as exc:
-        raise ValueError(f"{name}: {exc}") from None
+    frames = as_frames(images, name)
     return np.stack([frame_uint8(f) for f in frames])
 
 

@@ -81,9 +81,10 @@ def _positive(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
 
-def as_frames(images) -> np.ndarray:
+def as_frames(images, name: str = "images") -> np.ndarray:
     """IMAGE [F, H, W, C] (torch or numpy, float 0..1 or uint8) as a numpy view, shape checked; the
-    conversion to uint8 happens a frame at a time, so a long video never exists twice in memory."""
+    conversion to uint8 happens a frame at a time, so a long video never exists twice in memory.
+    Errors name the input (`name`)."""
     if hasattr(images, "detach"):
         images = images.detach().cpu()
         images = images.numpy() if str(images.dtype) == "torch.uint8" else images.float().numpy()
@@ -91,9 +92,9 @@ def as_frames(images) -> np.ndarray:
     if frames.ndim == 3:
         frames = frames[None]
     if frames.ndim != 4 or frames.shape[-1] not in (1, 3, 4):
-        raise ValueError(f"expected frames [F, H, W, 3], got shape {tuple(frames.shape)}")
+        raise ValueError(f"{name}: expected frames [F, H, W, 3], got shape {tuple(frames.shape)}")
     if 0 in frames.shape:
-        raise ValueError(f"the video is empty (shape {tuple(frames.shape)})")
+        raise ValueError(f"{name}: the video is empty (shape {tuple(frames.shape)})")
     return frames
 
 
