@@ -32,14 +32,22 @@ class LatentCodec(nn.Module):
         return self._decode(latents)
 
     @torch.no_grad()
-    def decode(self, latents: torch.Tensor, chunk: int = 8, on_chunk=None) -> torch.Tensor:
-        """Latents `[N, C, h, w]` → images `[N, 3, H, W]` in -1..1 on the CPU, `chunk` frames at a time."""
-        out = []
+    def decode_chunks(self, latents: torch.Tensor, chunk: int = 8, on_chunk=None):
+        """Latents `[N, C, h, w]` → (start, images `[n, 3, H, W]` in -1..1 on the CPU), `chunk` frames at a time."""
         for start in range(0, latents.shape[0], chunk):
-            out.append(self._decode(latents[start: start + chunk]).float().cpu())
+            yield start, self._decode(latents[start: start + chunk]).float().cpu()
             if on_chunk is not None:
                 on_chunk(min(start + chunk, latents.shape[0]), latents.shape[0])
-        return torch.cat(out) if out else latents.new_zeros((0, 3, 0, 0))
+
+    def decode(self, latents: torch.Tensor, chunk: int = 8, on_chunk=None) -> torch.Tensor:
+        """Latents `[N, C, h, w]` → images `[N, 3, H, W]` in -1..1 on the CPU, decoded `chunk` frames at a
+        time into the output (memory beyond the output is one chunk)."""
+        out = None
+        for start, images in self.decode_chunks(latents, chunk, on_chunk):
+            if out is None:
+                out = images.new_empty((latents.shape[0], *images.shape[1:]))
+            out[start: start + images.shape[0]] = images
+        return out if out is not None else latents.new_zeros((0, 3, 0, 0))
 
 
 class SpaceToDepthCodec(LatentCodec):

@@ -434,9 +434,14 @@ class PortraitTalkPipeline:
         return codec.encode(images.to(self.device, self.dtype)).float().cpu()
 
     def decode(self, latents: torch.Tensor, chunk: int = 8, on_chunk=None) -> torch.Tensor:
-        """Latents → frames `[F, H, W, 3]` in 0..1 (CPU float32)."""
-        images = self.components.codec.decode(latents.to(self.device), chunk=chunk, on_chunk=on_chunk)
-        return ((images + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).contiguous()
+        """Latents → frames `[F, H, W, 3]` in 0..1 (CPU float32), decoded `chunk` frames at a time into the
+        output, so that memory beyond the latents and the frames is one chunk, however long the video."""
+        frames = None
+        for start, images in self.components.codec.decode_chunks(latents.to(self.device), chunk, on_chunk):
+            if frames is None:
+                frames = images.new_empty((latents.shape[0], *images.shape[2:], images.shape[1]))
+            frames[start: start + images.shape[0]] = ((images + 1) / 2).clamp_(0, 1).permute(0, 2, 3, 1)
+        return frames if frames is not None else torch.zeros((0, 0, 0, 3))
 
     @torch.no_grad()
     def preview_frames(self, latents: torch.Tensor) -> np.ndarray:

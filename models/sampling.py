@@ -302,7 +302,7 @@ def sample_video(animate_net, conditioning: VideoConditioning, options: Sampling
     for scheduler in schedulers:
         scheduler.set_timesteps(options.steps)
     timesteps = schedulers[0].timesteps
-    latents = initial_noise((frames, *latent_shape), options.seed) * schedulers[0].init_noise_sigma
+    latents = initial_noise((frames, *latent_shape), options.seed).mul_(schedulers[0].init_noise_sigma)
     denoise = make_denoiser(animate_net, conditioning, options, joint)
     weights = [window_weights(s, e, frames, options.overlap) for s, e in windows]
     for step, t in enumerate(timesteps):
