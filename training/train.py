@@ -81,6 +81,8 @@ def train(config: dict, out_dir: Path, data_dir: Path | None = None, *, resume: 
         from ..models.weights import read_model
 
         state, model_config = read_model(config["init_model"])
+        # overrides of the file's config, e.g. the sampling defaults the exported model will carry
+        model_config = load_config(model_config, config.get("model_overrides"))
         components = load_components(model_config, state, config["init_model"])
         components.to(dtype=torch.float32)
     else:
