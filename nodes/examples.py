@@ -3,13 +3,9 @@ into ComfyUI's input/ folder."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from comfy_api.v0_0_2 import io
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
-REFERENCES = {"SynthTalk face (demo)": "demo_reference.png", "SynthTalk face, 256 px (demo)": "demo_reference_256.png"}
-SPEECH = {"English sentence (espeak-ng)": "demo_speech.wav"}
+from ..bundled import ASSETS, REFERENCES, SPEECH
 
 
 class DemoInputs(io.ComfyNode):
@@ -18,8 +14,8 @@ class DemoInputs(io.ComfyNode):
         return io.Schema(
             node_id="PortraitTalkDemoInputs", display_name="Demo Inputs (PortraitTalk)",
             category="PortraitTalk/examples",
-            description="A bundled reference portrait and speech clip for trying the pack. Replace them with "
-                        "LoadImage and LoadAudio for your own.",
+            description="A bundled reference portrait (a SynthTalk face, or a public-domain photo) and speech clip "
+                        "for trying the pack. Replace them with LoadImage and LoadAudio for your own.",
             inputs=[
                 io.Combo.Input("reference", options=list(REFERENCES), tooltip="Bundled reference portrait."),
                 io.Combo.Input("speech", options=list(SPEECH), tooltip="Bundled speech clip."),

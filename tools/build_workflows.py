@@ -67,6 +67,21 @@ def generation(prompt: str = "", *, steps: int = 20, text_guidance: float = 1.0,
     return g
 
 
+def full_frame() -> dict:
+    """A real photo in, the whole photo out: Crop Face → generation on the crop → Paste Back Face → video. With the
+    demo model (trained on SynthTalk only) this shows the path, not photo quality; the Hallo workflow is for that."""
+    g = generation(image=("crop", 0), prefix="portraittalk/full_frame", evaluate=False)
+    g["demo"] = ("PortraitTalkDemoInputs", {"reference": "Photo: astronaut Eileen Collins",
+                                            "speech": "English sentence (espeak-ng)"})
+    g["crop"] = ("PortraitTalkCropFace", {"image": ("demo", 0), "size": 64, "expand": 1.4, "align": False,
+                                          "backend": "auto"})
+    g["paste"] = ("PortraitTalkPasteBack", {"images": ("decode", 0), "crop_info": ("crop", 1), "original": ("demo", 0),
+                                            "feather": 0.15, "colour_match": True})
+    g["video"] = ("CreateVideo", {"images": ("paste", 0), "fps": ("decode", 1), "audio": ("decode", 2)})
+    g["preview"] = ("PortraitTalkPreviewVideo", {"images": ("paste", 0), "fps": ("decode", 1), "audio": ("decode", 2)})
+    return g
+
+
 HALLO = "hallo_net.portraittalk.safetensors"
 
 
@@ -115,7 +130,8 @@ def workflows() -> dict[str, dict]:
     long["twice"] = ("AudioConcat", {"audio1": ("demo", 1), "audio2": ("demo", 1), "direction": "after"})
     long["long_audio"] = ("AudioConcat", {"audio1": ("twice", 0), "audio2": ("twice", 0), "direction": "after"})
     return {"portraittalk_basic": basic, "portraittalk_text": text, "portraittalk_multireference": multi,
-            "portraittalk_long_audio": long, "portraittalk_hallo_photo": hallo_photo()}
+            "portraittalk_long_audio": long, "portraittalk_full_frame": full_frame(),
+            "portraittalk_hallo_photo": hallo_photo()}
 
 
 # ------------------------------------------------------------------------------------------ conversion

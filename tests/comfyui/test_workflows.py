@@ -154,3 +154,54 @@ def test_ui_workflow_round_trip_runs(comfy_server, comfy_client: ComfyClient, ob
     result = comfy_client.run(graph, timeout=120)
     (f,) = result.output_files(comfy_server.output_dir)
     assert f.name.startswith(prefix) and f.is_file()
+
+
+# ---- the shipped API workflows run, with the bundled demo model ------------------------------
+
+# Workflows that need files users supply (Hallo's weights, a photo and speech in input/) are run with
+# random weights of the real layout in test_hallo_nodes.py instead.
+NEEDS_USER_FILES = {"portraittalk_hallo_photo"}
+RUN_STEPS = 2  # the graph as shipped, with fewer denoising steps: the test is of the wiring, not the quality
+
+
+def _video_summary(path: Path) -> dict:
+    import av
+
+    with av.open(str(path)) as container:
+        frames = sum(1 for _ in container.decode(video=0))
+        stream = container.streams.video[0]
+        audio = [s for s in container.streams if s.type == "audio"]
+        return {"frames": frames, "width": stream.width, "height": stream.height, "audio_streams": len(audio),
+                "audio_seconds": float(audio[0].duration * audio[0].time_base) if audio and audio[0].duration else None}
+
+
+def _expected_frames(graph: dict) -> int:
+    """F = ceil(duration × 25) of the audio the graph speaks: the demo speech, or the demo speech 4× (AudioConcat)."""
+    import math
+
+    from comfyui_portraittalk.training.layout import read_wav
+
+    wav, rate = read_wav(packinfo.REPO_ROOT / "assets" / "demo_speech.wav")
+    repeats = 4 if any(node["class_type"] == "AudioConcat" for node in graph.values()) else 1
+    return math.ceil(repeats * len(wav) * 25 / rate - 1e-6)
+
+
+@pytest.mark.parametrize("path", [p for p in API_WORKFLOWS if p.stem not in NEEDS_USER_FILES], ids=lambda p: p.name)
+def test_api_workflow_runs_to_a_video_with_sound(path: Path, comfy_server, comfy_client: ComfyClient):
+    graph = load_json(path)
+    samplers = [node for node in graph.values() if node["class_type"] == "PortraitTalkSampler"]
+    assert len(samplers) == 1
+    samplers[0]["inputs"]["steps"] = RUN_STEPS
+    for node in graph.values():  # a prefix of our own, so the file is this run's
+        if node["class_type"] == "SaveVideo":
+            node["inputs"]["filename_prefix"] = f"test_{path.stem}_{uuid.uuid4().hex[:6]}"
+    result = comfy_client.run(graph, timeout=900, expect=None)
+    assert result.outcome == "execution_success", result.describe_error()
+    (video,) = [f for f in result.output_files(comfy_server.output_dir) if f.suffix == ".mp4"]
+    summary = _video_summary(video)
+    frames = _expected_frames(graph)
+    assert summary["frames"] == frames and summary["audio_streams"] == 1, summary
+    assert summary["width"] % 2 == 0 and summary["height"] % 2 == 0
+    assert abs(summary["audio_seconds"] - frames / 25) <= 1 / 25 + 0.03, summary
+    sampler_id = next(i for i, node in graph.items() if node["class_type"] == "PortraitTalkSampler")
+    assert [p for p in result.of("progress") if p["node"] == sampler_id], "no progress from the sampler"
