@@ -191,6 +191,7 @@ def test_partial_videos_are_throttled_and_sent_to_the_queueing_tab(preview_modul
     assert not preview.publish_partial_video("12", frames, 25.0)  # within the interval
     speech = {"waveform": torch.zeros(1, 2, 8000), "sample_rate": 16000}
     assert preview.publish_partial_video("13", frames[:3], 25.0, audio=speech)  # another node has its own clock
+    assert preview._PUBLISHER.flush(60)
     assert preview.publish_partial_video("12", frames[:5], 25.0, force=True)
     assert preview._PUBLISHER.flush(60)
     events = [(e, d["node"], d["frames"], sid) for e, d, sid in fake.sent]
@@ -204,6 +205,16 @@ def test_partial_videos_are_throttled_and_sent_to_the_queueing_tab(preview_modul
     assert first_13["has_audio"] and mp4_summary(temp / first_13["subfolder"] / first_13["filename"])["audio"]
     kept = list((temp / preview.SUBFOLDER).glob("partial_12_*.mp4"))
     assert len(kept) <= preview.PARTIAL_KEEP
+
+
+def test_a_newer_partial_video_replaces_one_not_yet_started(preview_module):
+    preview, fake, _ = preview_module
+    frames = (np.random.default_rng(1).random((6, 64, 64, 3)) * 255).astype(np.uint8)
+    with preview._PUBLISHER._cond:  # re-entrant: the encoder thread cannot take a job until this ends
+        assert preview.publish_partial_video("12", frames, 25.0, force=True)
+        assert preview.publish_partial_video("12", frames[:2], 25.0, force=True)
+    assert preview._PUBLISHER.flush(60)
+    assert [(d["node"], d["frames"]) for _, d, _ in fake.sent] == [("12", 2)]
 
 
 def test_partial_videos_never_raise(preview_module):
