@@ -110,7 +110,6 @@ def shows_attribute(frames: np.ndarray, identity, base: dict, wanted: dict, size
 def real_speech() -> list[tuple[str, np.ndarray, int]]:
     """Recorded and TTS speech available offline: pytest-audioeval's WAVs, espeak-ng, the bundled demo."""
     from ..media import read_audio
-    from ..training.layout import read_wav
     from ..training.synthtalk import normalize_speech_level, tts_available, tts_speech
 
     clips = []
@@ -119,11 +118,11 @@ def real_speech() -> list[tuple[str, np.ndarray, int]]:
 
         # a namespace package in some releases (no __init__.py, so no __file__)
         root = Path(next(iter(pytest_audioeval.__path__))) / "samples" / "audio" / "en"
-        clips += [(f"audioeval/{p.stem}", *read_audio(p)) for p in sorted(root.glob("*.wav"))]  # float WAVs
+        clips += [(f"audioeval/{p.stem}", *read_audio(p)) for p in sorted(root.glob("*.wav"))]
     except ImportError:
         pass
     demo = Path(__file__).resolve().parent.parent / "assets" / "demo_speech.wav"
-    clips.append(("demo_speech", *read_wav(demo)))
+    clips.append(("demo_speech", *read_audio(demo)))
     if tts_available():
         clips.append(("espeak-ng", tts_speech("The quick brown fox jumps over the lazy dog near the river bank."), 16000))
     levelled = []
