@@ -7,6 +7,8 @@
     portraittalk train --config C --out O  the two training stages
     portraittalk eval --video V --audio A  ADFD and the other metrics (`portraittalk eval synthtalk` for the
                                            SynthTalk protocol that checks a model really works)
+    portraittalk assemble sd15 --checkpoint C --motion M OUT
+                                           a full-size model from an SD-1.5 checkpoint and AnimateDiff v2
 """
 
 from __future__ import annotations
@@ -67,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     passthrough = {"synth": ("training.synthtalk", "synth_main"), "train": ("training.train", "train_main"),
                    "preprocess": ("training.preprocess", "preprocess_main"), "eval": ("evaluation", "eval_main"),
-                   "convert": ("models.convert_cli", "convert_main"), "bench": ("benchmark", "bench_main")}
+                   "convert": ("models.convert_cli", "convert_main"), "bench": ("benchmark", "bench_main"),
+                   "assemble": ("models.assemble_cli", "assemble_main")}
     if argv and argv[0] in passthrough:
         if argv[0] == "eval" and argv[1:2] == ["synthtalk"]:
             from .evaluation.synthtalk_protocol import main as protocol_main

@@ -44,7 +44,8 @@ def read_sd15_checkpoint(path, unet_config: dict, vae_config: dict | None = None
                                                      convert_ldm_vae_checkpoint)
 
     checkpoint = read_state_dict(path)
-    key, shape = SD15_UNET_PROBE
+    key, _ = SD15_UNET_PROBE
+    shape = (unet_config["block_out_channels"][0], unet_config["in_channels"], 3, 3)  # (320, 4, 3, 3) for SD-1.5
     if key not in checkpoint:
         raise ModelFileError(path, f"not an SD-1.5 checkpoint: no '{key}' (found e.g. {_shorten(checkpoint, 3)})")
     if tuple(checkpoint[key].shape) != shape:
