@@ -2,10 +2,10 @@
 
 from comfy_api.v0_0_2 import ComfyExtension, io
 
-from . import conditioning, evaluation, examples, faces, folders, loaders, preview, sampling
+from . import conditioning, evaluation, examples, faces, folders, full_size, loaders, preview, sampling
 
-NODES = [*loaders.NODES, *conditioning.NODES, *sampling.NODES, *faces.NODES, *preview.NODES, *evaluation.NODES,
-         *examples.NODES]
+NODES = [*loaders.NODES, *full_size.NODES, *conditioning.NODES, *sampling.NODES, *faces.NODES, *preview.NODES,
+         *evaluation.NODES, *examples.NODES]
 
 
 class PortraitTalkExtension(ComfyExtension):

@@ -9,18 +9,22 @@ from pathlib import Path
 import folder_paths
 
 PORTRAITTALK = "portraittalk"
+ANIMATEDIFF = "animatediff_models"  # AnimateDiff-Evolved's folder name, so its users' motion modules are listed
 DEMO_NAME = "portraittalk_demo.safetensors (bundled)"
 DEMO_PATH = Path(__file__).resolve().parent.parent / "assets" / "portraittalk_demo.safetensors"
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")  # models/weights.py refuses these too
 
 
 def register() -> None:
-    """Add `models/portraittalk` as the folder's default path (idempotent), keeping any paths that
-    extra_model_paths.yaml gave it, and accept the usual weight-file extensions."""
+    """Add `models/portraittalk` as the folder's default path and `models/animatediff_models` (idempotent),
+    keeping any paths that extra_model_paths.yaml gave them, and accept the usual weight-file extensions."""
     folder_paths.add_model_folder_path(PORTRAITTALK, os.path.join(folder_paths.models_dir, PORTRAITTALK), is_default=True)
-    paths, extensions = folder_paths.folder_names_and_paths[PORTRAITTALK]
-    if not extensions:
-        folder_paths.folder_names_and_paths[PORTRAITTALK] = (paths, set(folder_paths.supported_pt_extensions))
+    # ComfyUI core has no animatediff_models; AnimateDiff-Evolved registers it too (its paths are kept)
+    folder_paths.add_model_folder_path(ANIMATEDIFF, os.path.join(folder_paths.models_dir, ANIMATEDIFF))
+    for folder in (PORTRAITTALK, ANIMATEDIFF):
+        paths, extensions = folder_paths.folder_names_and_paths[folder]
+        if not extensions:
+            folder_paths.folder_names_and_paths[folder] = (paths, set(folder_paths.supported_pt_extensions))
 
 
 def model_names(*, bundled: bool = True) -> list[str]:

@@ -1,0 +1,102 @@
+"""Load Full-Size Model: an `sd15` PortraitTalk model assembled in memory from the files ComfyUI users already
+have (models/assemble.py does the work), plus the checkpoint's CLIP for core CLIPTextEncode."""
+
+from __future__ import annotations
+
+import gc
+import logging
+from pathlib import Path
+
+from comfy_api.v0_0_2 import io
+
+from . import folders, io_types
+
+NONE = "none"
+log = logging.getLogger(__name__)
+_ASSEMBLED: dict = {}  # one entry: a full-size model is ~9 GB in fp32, two would not fit most machines
+
+
+def _safetensors(folder: str) -> list[str]:
+    import folder_paths
+
+    folders.register()
+    return [n for n in folder_paths.get_filename_list(folder) if n.lower().endswith(".safetensors")]
+
+
+def _weights_names() -> list[str]:
+    return [NONE] + _safetensors(folders.PORTRAITTALK)
+
+
+class LoadFullSizeModel(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PortraitTalkLoadFullSizeModel", display_name="Load Full-Size Model (PortraitTalk, SD-1.5)",
+            category="PortraitTalk/loaders",
+            description="Assembles a full-size PortraitTalk model (sd15 family) from an SD-1.5 checkpoint (UNets "
+                        "and VAE), an AnimateDiff v2 motion module (temporal layers) and, optionally, "
+                        "PortraitTalk-trained weights. Without those, the identity and audio streams are "
+                        "untrained (at init). Also returns the checkpoint's CLIP for CLIPTextEncode; use "
+                        "CLIPVisionLoader (CLIP ViT-H) for Encode Identity.",
+            inputs=[
+                io.Combo.Input("checkpoint_name", options=_safetensors("checkpoints"),
+                               tooltip="SD-1.5 single-file checkpoint with its VAE (models/checkpoints)."),
+                io.Combo.Input("motion_name", options=_safetensors(folders.ANIMATEDIFF),
+                               tooltip="AnimateDiff v2 motion module mm_sd_v15_v2 (models/animatediff_models)."),
+                io.Combo.Input("weights_name", options=_weights_names(), default=NONE,
+                               tooltip="PortraitTalk-trained sd15 weights laid over the result (models/portraittalk); "
+                                       "'none' leaves the identity/audio streams and projections untrained."),
+            ],
+            outputs=[io_types.IdentityNet.Output("identity_net"), io_types.AnimateNet.Output("animate_net"),
+                     io.Clip.Output("clip")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, checkpoint_name, motion_name, weights_name):
+        # names are looked up in the folders' listings, never joined onto a path ('../' cannot escape)
+        if checkpoint_name not in _safetensors("checkpoints"):
+            return folders.unknown_name_message("checkpoints", checkpoint_name, "an SD-1.5 .safetensors checkpoint")
+        if motion_name not in _safetensors(folders.ANIMATEDIFF):
+            return folders.unknown_name_message(folders.ANIMATEDIFF, motion_name,
+                                                "an AnimateDiff .safetensors motion module")
+        if weights_name not in _weights_names():
+            return folders.unknown_name_message(folders.PORTRAITTALK, weights_name, "a .safetensors weights file")
+        return True
+
+    @classmethod
+    def execute(cls, checkpoint_name: str, motion_name: str, weights_name: str = NONE) -> io.NodeOutput:
+        import comfy.sd
+        import folder_paths
+
+        checkpoint = Path(folders.full_path("checkpoints", checkpoint_name))
+        motion = Path(folders.full_path(folders.ANIMATEDIFF, motion_name))
+        weights = None if weights_name == NONE else Path(folders.full_path(folders.PORTRAITTALK, weights_name))
+        pipeline = assembled(checkpoint, motion, weights)
+        clip = comfy.sd.load_checkpoint_guess_config(str(checkpoint), output_vae=False, output_clip=True,
+                                                     output_model=False,
+                                                     embedding_directory=folder_paths.get_folder_paths("embeddings"))[1]
+        return io.NodeOutput(pipeline, pipeline, clip)
+
+
+def assembled(checkpoint: Path, motion: Path, weights: Path | None):
+    """The pipeline for these files, assembled once and shared (both outputs, and later runs) until a file
+    changes or other files are chosen."""
+    import comfy.model_management as mm
+    import comfy.utils
+
+    from ..models.assemble import assemble_sd15
+    from ..models.pipeline import PortraitTalkPipeline
+
+    key = tuple((str(p.resolve()), p.stat().st_mtime_ns, p.stat().st_size) for p in (checkpoint, motion, weights) if p)
+    if key not in _ASSEMBLED:
+        _ASSEMBLED.clear()  # free the previous model before building the next
+        gc.collect()
+        bar = comfy.utils.ProgressBar(4)  # reading ~3 GB and allocating ~9 GB takes a while: show it
+        components, report = assemble_sd15(checkpoint, motion, weights,
+                                           progress=lambda done, total, what: bar.update_absolute(done, total))
+        (log.warning if report.untrained else log.info)("PortraitTalk full-size model assembled:\n%s", report.summary())
+        _ASSEMBLED[key] = PortraitTalkPipeline(components, device=mm.unet_offload_device())
+    return _ASSEMBLED[key]
+
+
+NODES = [LoadFullSizeModel]

@@ -1,0 +1,127 @@
+"""The full-size `sd15` path in a real ComfyUI, from the files users already have: random-weight files of the
+real shapes and key layouts (tests/sd15_fixtures.py: an SD-1.5 checkpoint, AnimateDiff v2, CLIP ViT-H in the
+IP-Adapter layout, wav2vec2) in a temporary model folder; Load Full-Size Model assembles the model in memory,
+core CLIPVisionLoader and CLIPTextEncode give identity and text, and one denoising step on two 512-px frames
+ends in a video with sound.
+
+Disk and memory: the files take ~4.7 GB, are hard-linked (not copied) into the server's folders and are
+removed when the test ends, pass or fail; a machine with less free disk skips. The model needs ~9.5 GB of RAM
+in fp32, so the test runs its own server (not the session's, which may still hold another full-size model)
+and stops it at the end."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+pytestmark = [pytest.mark.comfyui, pytest.mark.slow]
+
+TESTS = Path(__file__).resolve().parent.parent
+FILES_BYTES = 4.75e9  # the four fixture files (sizes asserted below)
+DISK_MARGIN = 2e9  # the output video, ComfyUI's own files, and room for the rest of the suite
+FOLDERS = {"checkpoint": "checkpoints", "motion": "animatediff_models", "clip_vision": "clip_vision",
+           "wav2vec2": "audio_encoders"}
+
+
+def sd15_graph(names: dict, *, prefix: str = "portraittalk/sd15_full") -> dict:
+    """Reference + speech (+ prompt) → video with sound through the full-size path."""
+    return {
+        "1": {"class_type": "PortraitTalkDemoInputs",
+              "inputs": {"reference": "SynthTalk face (demo)", "speech": "English sentence (espeak-ng)"}},
+        "2": {"class_type": "PortraitTalkLoadFullSizeModel",
+              "inputs": {"checkpoint_name": names["checkpoint"], "motion_name": names["motion"], "weights_name": "none"}},
+        "3": {"class_type": "CLIPVisionLoader", "inputs": {"clip_name": names["clip_vision"]}},
+        "4": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 2], "text": "a face, smiling"}},
+        "5": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 2], "text": ""}},
+        "6": {"class_type": "PortraitTalkLoadAudioEncoder", "inputs": {"encoder_name": names["wav2vec2"]}},
+        "7": {"class_type": "PortraitTalkEncodeIdentity",
+              "inputs": {"identity_net": ["2", 0], "image": ["1", 0], "clip_vision": ["3", 0], "positive": ["4", 0],
+                         "negative": ["5", 0]}},
+        "8": {"class_type": "PortraitTalkEncodeAudio",
+              "inputs": {"animate_net": ["2", 1], "audio": ["1", 1], "audio_encoder": ["6", 0], "fps": 0.0}},
+        "9": {"class_type": "PortraitTalkApplyDecoupledAttention",
+              "inputs": {"animate_net": ["2", 1], "identity": ["7", 0], "audio_embeds": ["8", 0], "positive": ["4", 0],
+                         "negative": ["5", 0], "text_scale": 1.0, "identity_scale": 1.0, "audio_scale": 1.0,
+                         "start_percent": 0.0, "end_percent": 1.0}},
+        "10": {"class_type": "PortraitTalkSampler",
+               "inputs": {"animate_net": ["9", 0], "steps": 1, "scheduler": "ddim", "karras": False, "seed": 7,
+                          "text_guidance": 1.0, "audio_guidance": 1.0, "window": 2, "overlap": 0, "frames": 2}},
+        "11": {"class_type": "PortraitTalkDecode",
+               "inputs": {"latent": ["10", 0], "animate_net": ["2", 1], "audio": ["1", 1], "chunk": 1}},
+        "12": {"class_type": "CreateVideo", "inputs": {"images": ["11", 0], "fps": ["11", 1], "audio": ["11", 2]}},
+        "13": {"class_type": "SaveVideo",
+               "inputs": {"video": ["12", 0], "filename_prefix": prefix, "format": "auto", "codec": "auto"}},
+    }
+
+
+def _peak_rss_gb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1e6
+    return float("nan")
+
+
+def test_full_size_sd15_from_users_files_runs_one_step(comfyui_root, comfy_server_factory, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sd15_full")
+    free = shutil.disk_usage(tmp).free
+    if free < FILES_BYTES + DISK_MARGIN:
+        pytest.skip(f"needs {(FILES_BYTES + DISK_MARGIN) / 1e9:.1f} GB of free disk for the full-size SD-1.5, "
+                    f"AnimateDiff, CLIP ViT-H and wav2vec2 files; {free / 1e9:.1f} GB free")
+    server = None
+    written: list[Path] = []
+    try:
+        # written by another process, so the gigabytes the writer held are given back before the server starts
+        subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(TESTS)!r}); from sd15_fixtures "
+                        f"import write_sd15_files; write_sd15_files({str(tmp)!r}, {str(comfyui_root)!r})"], check=True)
+        from sd15_fixtures import NAMES
+
+        files = {role: tmp / name for role, name in NAMES.items()}
+        written += files.values()
+        sizes = {role: path.stat().st_size for role, path in files.items()}
+        assert 2.0e9 < sizes["checkpoint"] < 2.2e9 and 0.85e9 < sizes["motion"] < 0.95e9  # fp16, as released
+        assert 1.2e9 < sizes["clip_vision"] < 1.3e9 and sum(sizes.values()) < FILES_BYTES
+
+        def place(s):  # hard links into the server's folders: no second copy on disk
+            for role, path in files.items():
+                written.append(s.add_model(FOLDERS[role], path))
+
+        server = comfy_server_factory(before_start=place)
+        _runs_one_step(server, files)
+    finally:
+        if server is not None:
+            server.stop()
+        for path in written:
+            path.unlink(missing_ok=True)
+        if server is not None:  # what the server wrote: the video, and anything next to the model files
+            for folder in (server.models_dir, server.output_dir):
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def _runs_one_step(server, files):
+    client = server.client()
+    client.connect()
+    try:
+        info = client.object_info("PortraitTalkLoadFullSizeModel")["PortraitTalkLoadFullSizeModel"]
+        required = info["input"]["required"]
+        assert files["checkpoint"].name in str(required["checkpoint_name"])
+        assert files["motion"].name in str(required["motion_name"])  # animatediff_models is registered
+        start = time.monotonic()
+        result = client.run(sd15_graph({role: path.name for role, path in files.items()}), timeout=3000, expect=None)
+        assert result.outcome == "execution_success", result.describe_error()
+        print(f"[sd15] one step on 2 frames at 512 px: {time.monotonic() - start:.0f} s, server peak RSS "
+              f"{_peak_rss_gb(server.proc.pid):.1f} GB")
+        (video,) = [p for p in result.output_files(server.output_dir) if p.suffix == ".mp4" and "sd15_full" in p.name]
+        with av.open(str(video)) as container:
+            frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+            audio = [s for s in container.streams if s.type == "audio"]
+        assert frames.shape == (2, 512, 512, 3) and len(audio) == 1
+        assert frames.std() > 0  # decoded pictures, not an empty canvas
+    finally:
+        client.close()
