@@ -3,6 +3,7 @@
     portraittalk bench                                    tiny (64 px) and sd15 (128 px) on this machine
     portraittalk bench --config tiny --frames 48 --scale 1 2 4 --seconds 6 60 --json bench.json
     portraittalk bench --config sd15 --size 512 --frames 16 --device cuda --dtype bf16 --channels-last
+    portraittalk bench curve                              speed against quality (evaluation/speed_quality.py)
 
 Every run is one whole generation (text → references → IdentityNet → audio → sampling → decode) in a
 fresh Python process, so runs do not share caches or memory. A run reports:
@@ -733,6 +734,11 @@ def environment() -> dict:
 
 
 def bench_main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["curve"]:  # speed against quality of step-reducing schedulers
+        from .evaluation.speed_quality import curve_main
+
+        return curve_main(argv[1:])
     args = _parser().parse_args(argv)
     if args.worker:
         return _worker(args.worker)
