@@ -11,6 +11,7 @@ raises a `ModelFileError` naming the file and the keys.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -38,12 +39,25 @@ def _shorten(keys, limit: int = 4) -> str:
     return ", ".join(keys[:limit]) + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
 
 
+def _read_mapped(path) -> dict[str, torch.Tensor]:
+    """A source file's tensors; safetensors files memory-mapped, so that loading them into a model copies each
+    tensor once and the file's 2-4 GB stay in the page cache instead of the process's own memory."""
+    from .safetensors_stream import read_mapped
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        return read_state_dict(path)  # weights-only pickles (Hallo's net.pth, old checkpoints)
+    if not path.is_file():
+        raise ModelFileError(path, "no such file")
+    return read_mapped(path)[0]
+
+
 def read_sd15_checkpoint(path, unet_config: dict, vae_config: dict | None = None) -> dict[str, dict[str, torch.Tensor]]:
     """An SD-1.5 single-file checkpoint → diffusers-format state dicts {"unet", "vae", "text_encoder"}."""
     from diffusers.loaders.single_file_utils import (convert_ldm_clip_checkpoint, convert_ldm_unet_checkpoint,
                                                      convert_ldm_vae_checkpoint)
 
-    checkpoint = read_state_dict(path)
+    checkpoint = _read_mapped(path)
     key, _ = SD15_UNET_PROBE
     shape = (unet_config["block_out_channels"][0], unet_config["in_channels"], 3, 3)  # (320, 4, 3, 3) for SD-1.5
     if key not in checkpoint:
@@ -105,7 +119,7 @@ def init_from_sd15(components: Components, path) -> LoadReport:
 
 def init_temporal_from_animatediff(components: Components, path) -> LoadReport:
     """AnimateNet's temporal layers from an AnimateDiff motion module (original or diffusers layout)."""
-    state = read_state_dict(path)
+    state = _read_mapped(path)
     if any(".temporal_transformer." in k for k in state):
         state = animatediff_to_diffusers(state)
     state = {k: v for k, v in state.items() if "motion_modules." in k and not k.endswith("pos_embed.pe")}
