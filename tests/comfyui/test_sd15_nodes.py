@@ -2,7 +2,7 @@
 real shapes and key layouts (tests/sd15_fixtures.py: an SD-1.5 checkpoint, AnimateDiff v2, CLIP ViT-H in the
 IP-Adapter layout, wav2vec2) in a temporary model folder; Load Full-Size Model assembles the model in memory,
 core CLIPVisionLoader and CLIPTextEncode give identity and text, and one denoising step on two 512-px frames
-ends in a video with sound.
+ends in a video with sound (slow). A quick test checks the loader's listings and its errors with small files.
 
 Disk and memory: the files take ~4.7 GB, are hard-linked (not copied) into the server's folders and are
 removed when the test ends, pass or fail; a machine with less free disk skips. The model needs ~9.5 GB of RAM
@@ -11,6 +11,7 @@ and stops it at the end."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -21,7 +22,9 @@ import av
 import numpy as np
 import pytest
 
-pytestmark = [pytest.mark.comfyui, pytest.mark.slow]
+from .server import PromptRejected
+
+pytestmark = pytest.mark.comfyui
 
 TESTS = Path(__file__).resolve().parent.parent
 FILES_BYTES = 4.75e9  # the four fixture files (sizes asserted below)
@@ -68,6 +71,48 @@ def _peak_rss_gb(pid: int) -> float:
     return float("nan")
 
 
+def _loader_only(checkpoint: str, motion: str, weights: str = "none") -> dict:
+    return {"1": {"class_type": "PortraitTalkLoadFullSizeModel",
+                  "inputs": {"checkpoint_name": checkpoint, "motion_name": motion, "weights_name": weights}},
+            "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}}}
+
+
+def test_the_loader_lists_safetensors_only_and_names_a_wrong_file(comfy_server, comfy_client, tmp_path):
+    """Small files, the session's server: names come from the folders (no '../', no pickles), and a file of the
+    wrong kind fails in a moment with a message that names it, before anything is allocated."""
+    from safetensors.torch import save_file
+
+    from fake_checkpoints import animatediff_v2_motion_module, small_sd15_config
+
+    save_file(animatediff_v2_motion_module(config=small_sd15_config()), str(tmp_path / "mm.safetensors"))
+    (tmp_path / "sd15.ckpt").write_bytes(b"not loaded")
+    placed = [comfy_server.add_model("animatediff_models", tmp_path / "mm.safetensors", name="mm_small.safetensors"),
+              comfy_server.add_model("checkpoints", tmp_path / "mm.safetensors", name="motion_by_mistake.safetensors"),
+              comfy_server.add_model("checkpoints", tmp_path / "sd15.ckpt")]
+    try:
+        info = comfy_client.object_info("PortraitTalkLoadFullSizeModel")["PortraitTalkLoadFullSizeModel"]
+        required = info["input"]["required"]
+        assert "mm_small.safetensors" in str(required["motion_name"])
+        assert "motion_by_mistake.safetensors" in str(required["checkpoint_name"])
+        assert "sd15.ckpt" not in str(required["checkpoint_name"])  # pickles are never offered
+        for bad, expected in (("../animatediff_models/mm_small.safetensors", "is not an SD-1.5 .safetensors checkpoint"),
+                              ("sd15.ckpt", "is a pickle file")):
+            with pytest.raises(PromptRejected) as rejected:
+                comfy_client.queue(_loader_only(bad, "mm_small.safetensors"))
+            assert expected in json.dumps(rejected.value.node_errors), rejected.value.body
+        result = comfy_client.run(_loader_only("motion_by_mistake.safetensors", "mm_small.safetensors"), timeout=120,
+                                  expect=None)
+        assert result.outcome == "execution_error"
+        (error,) = result.of("execution_error")
+        assert error["node_type"] == "PortraitTalkLoadFullSizeModel"
+        assert "motion_by_mistake.safetensors: expected an SD-1.5 single-file checkpoint" in error["exception_message"]
+        assert "found an AnimateDiff motion module" in error["exception_message"]
+    finally:
+        for path in placed:
+            path.unlink(missing_ok=True)
+
+
+@pytest.mark.slow
 def test_full_size_sd15_from_users_files_runs_one_step(comfyui_root, comfy_server_factory, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sd15_full")
     free = shutil.disk_usage(tmp).free
