@@ -32,10 +32,12 @@ class LatentCodec(nn.Module):
         return self._decode(latents)
 
     @torch.no_grad()
-    def decode_chunks(self, latents: torch.Tensor, chunk: int = 8, on_chunk=None):
-        """Latents `[N, C, h, w]` → (start, images `[n, 3, H, W]` in -1..1 on the CPU), `chunk` frames at a time."""
+    def decode_chunks(self, latents: torch.Tensor, chunk: int = 8, on_chunk=None, device=None, scale: float = 1.0):
+        """Latents `[N, C, h, w]` (times `scale`, on `device`) → (start, images `[n, 3, H, W]` in -1..1 on the
+        CPU), `chunk` frames at a time: only one chunk is ever moved or scaled."""
         for start in range(0, latents.shape[0], chunk):
-            yield start, self._decode(latents[start: start + chunk]).float().cpu()
+            part = latents[start: start + chunk].to(device if device is not None else latents.device)
+            yield start, self._decode(part * scale if scale != 1.0 else part).float().cpu()
             if on_chunk is not None:
                 on_chunk(min(start + chunk, latents.shape[0]), latents.shape[0])
 

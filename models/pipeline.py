@@ -433,11 +433,12 @@ class PortraitTalkPipeline:
         images = codec.decode(latents.to(self.device), chunk=latents.shape[0]).clamp(-1, 1)
         return codec.encode(images.to(self.device, self.dtype)).float().cpu()
 
-    def decode(self, latents: torch.Tensor, chunk: int = 8, on_chunk=None) -> torch.Tensor:
-        """Latents → frames `[F, H, W, 3]` in 0..1 (CPU float32), decoded `chunk` frames at a time into the
-        output, so that memory beyond the latents and the frames is one chunk, however long the video."""
+    def decode(self, latents: torch.Tensor, chunk: int = 8, on_chunk=None, scale: float = 1.0) -> torch.Tensor:
+        """Latents (times `scale`) → frames `[F, H, W, 3]` in 0..1 (CPU float32), decoded `chunk` frames at a
+        time into the output, so that memory beyond the latents and the frames is one chunk, however long
+        the video. `scale` applies per chunk: the latents are neither copied whole nor changed."""
         frames = None
-        for start, images in self.components.codec.decode_chunks(latents.to(self.device), chunk, on_chunk):
+        for start, images in self.components.codec.decode_chunks(latents, chunk, on_chunk, self.device, scale):
             if frames is None:
                 frames = images.new_empty((latents.shape[0], *images.shape[2:], images.shape[1]))
             frames[start: start + images.shape[0]] = ((images + 1) / 2).clamp_(0, 1).permute(0, 2, 3, 1)

@@ -82,7 +82,8 @@ class Sampler(io.ComfyNode):
                                   overlap=overlap, structure=maps, callback=progress)
         with on_compute_device(pipe):
             latents = pipe.sample(animate_net.conditioning, options)
-        return io.NodeOutput({"samples": latents / pipe.latent_scale, "portraittalk_fps": animate_net.fps})
+        # in place: the sampler's latents are ours, and a copy would double the memory of a long video
+        return io.NodeOutput({"samples": latents.div_(pipe.latent_scale), "portraittalk_fps": animate_net.fps})
 
 
 class Decode(io.ComfyNode):
@@ -121,7 +122,7 @@ class Decode(io.ComfyNode):
         elif animate_net is not None:
             pipe = animate_net.pipeline if hasattr(animate_net, "pipeline") else animate_net
             with on_compute_device(pipe):
-                images = pipe.decode(samples * pipe.latent_scale, chunk=chunk,
+                images = pipe.decode(samples, chunk=chunk, scale=pipe.latent_scale,
                                      on_chunk=lambda done, total: bar.update_absolute(done, total))
         else:
             raise ValueError("connect animate_net (its own codec) or a vae to decode with")

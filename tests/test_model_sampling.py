@@ -180,3 +180,15 @@ def test_zero_initialised_branches_leave_the_base_unet_unchanged(reference_image
         ours = net(x, t, text, AttentionContext(audio_tokens=audio, identity_tokens=identity_tokens), structure)
         stock = base(x[0], t, text.expand(frames, -1, -1)).sample
     torch.testing.assert_close(ours[0], stock, atol=2e-5, rtol=1e-4)
+
+
+def test_chunked_decode_scales_per_chunk_and_leaves_the_latents_alone(tiny_pipe):
+    """Decode's `scale` (the node path's latent scale) gives the frames of the scaled latents, whatever the
+    chunk, without changing its input (a cached node output) or copying it whole."""
+    latents = torch.randn((7, *tiny_pipe.latent_shape()), generator=torch.Generator().manual_seed(3))
+    before = latents.clone()
+    reference = tiny_pipe.decode(latents * 0.5, chunk=7)
+    for chunk in (1, 3, 8):
+        assert torch.allclose(tiny_pipe.decode(latents, chunk=chunk, scale=0.5), reference, atol=1e-6)
+    assert torch.equal(latents, before)
+    assert reference.shape == (7, tiny_pipe.size, tiny_pipe.size, 3)
