@@ -97,7 +97,10 @@ def describe(header: dict, unet_config: dict | None = None) -> str:
     keys = [k for k in header if k != "__metadata__"]
     meta = header.get("__metadata__") or {}
     if meta.get("format") == FORMAT:
-        family = json.loads(meta["config"]).get("family") if "config" in meta else None
+        try:
+            family = json.loads(meta.get("config", "{}")).get("family")
+        except (ValueError, AttributeError):  # unreadable config: the family stays unknown
+            family = None
         return f"a PortraitTalk model file (family {family})"
     if any(k.startswith("conditioner.embedders.") for k in keys):
         return "an SDXL checkpoint"
@@ -198,9 +201,9 @@ def new_keys(components: Components) -> set[str]:
     return out
 
 
-def overlay(components: Components, path) -> dict[str, int]:
+def overlay(components: Components, path) -> set[str]:
     """Lay a PortraitTalk weights file (any subset of the model's keys) over the model; every key must be the
-    model's and every shape must match. Returns tensors per component."""
+    model's and every shape must match. Returns the keys it gave."""
     from .safetensors_stream import read_mapped
 
     tensors, _ = read_mapped(path)  # memory-mapped: a whole fine-tuned model is not read twice
@@ -216,19 +219,17 @@ def overlay(components: Components, path) -> dict[str, int]:
         def show(items):
             items = sorted(items)
             return ", ".join(items[:4]) + (f" (+{len(items) - 4} more)" if len(items) > 4 else "")
-        problems = [f"{len(foreign)} keys that are not in a PortraitTalk sd15 model: {show(foreign)}" if foreign else "",
+        problems = [f"{len(foreign)} keys that are not in a PortraitTalk sd15 model: {show(foreign)}"
+                    if foreign else "",
                     f"{len(wrong)} shape mismatches: {show(wrong)}" if wrong else "",
                     f"{len(kinds)} non-floating tensors for floating weights: {show(kinds)}" if kinds else ""]
-        raise ModelFileError(path, "does not fit a PortraitTalk sd15 model (keys 'identity_net.…', 'animate_net.…', "
-                             "'image_proj.…', 'audio_proj.…', 'codec.…'): "
+        raise ModelFileError(path, "does not fit a PortraitTalk sd15 model (keys 'identity_net.…', "
+                             "'animate_net.…', 'image_proj.…', 'audio_proj.…', 'codec.…'): "
                              + "; ".join(p for p in problems if p))
-    counts: dict[str, int] = {}
     with torch.no_grad():
         for key, value in tensors.items():
             own[key].copy_(value)
-            component = key.partition(".")[0]
-            counts[component] = counts.get(component, 0) + 1
-    return counts
+    return set(tensors)
 
 
 def assemble_sd15(checkpoint, motion, weights=None, *, dtype: torch.dtype = torch.float32, seed: int = 0,
@@ -260,10 +261,11 @@ def assemble_sd15(checkpoint, motion, weights=None, *, dtype: torch.dtype = torc
     from_files = {k for k in components.state_dict() if k not in fresh}
     if weights is not None:
         step(3, f"reading {Path(weights).name}")
-        report.from_weights = overlay(components, weights)
-        from .safetensors_stream import read_mapped
-
-        from_files |= set(read_mapped(weights)[0])
+        given = overlay(components, weights)
+        from_files |= given
+        for key in sorted(given):
+            component = key.partition(".")[0]
+            report.from_weights[component] = report.from_weights.get(component, 0) + 1
     params = {f"{name}.{k}" for name, module in components.modules().items() for k, _ in module.named_parameters()}
     report.total = len(params)
     for key in sorted(params - from_files):

@@ -98,7 +98,8 @@ def hallo_manifest() -> dict:
     return json.loads((DATA / "hallo" / "net_manifest.json").read_text())
 
 
-def animatediff_v2_motion_module(seed: int = 0, dtype=torch.float16, config: dict | None = None) -> dict[str, torch.Tensor]:
+def animatediff_v2_motion_module(seed: int = 0, dtype=torch.float16,
+                                 config: dict | None = None) -> dict[str, torch.Tensor]:
     """AnimateDiff v2 (mm_sd_v15_v2) keys and shapes, as Hallo's manifest records them. With an sd15-layout
     `config` (small_sd15_config), the same original key names with that model's shapes."""
     gen = torch.Generator().manual_seed(seed)

@@ -18,7 +18,8 @@ from comfyui_portraittalk.models.weights import ModelFileError
 from fake_checkpoints import animatediff_v2_motion_module, sd15_checkpoint, small_sd15_config
 
 TEMPORAL = "up_blocks.3.motion_modules.2.temporal_transformer.transformer_blocks.0.attention_blocks.1.to_q.weight"
-OURS_TEMPORAL = "animate_net.unet." + TEMPORAL.replace(".temporal_transformer", "").replace("attention_blocks.1", "attn2")
+OURS_TEMPORAL = "animate_net.unet." + TEMPORAL.replace(".temporal_transformer", "").replace("attention_blocks.1",
+                                                                                             "attn2")
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,8 @@ def sources(tmp_path_factory):
     config = small_sd15_config()
     ldm, expected = sd15_checkpoint(ensure_comfyui(), config=config, with_text=False)
     save_file(ldm, str(tmp / "sd15.safetensors"))
-    save_file({k: v for k, v in ldm.items() if not k.startswith("first_stage_model.")}, str(tmp / "unet_only.safetensors"))
+    unet_only = {k: v for k, v in ldm.items() if not k.startswith("first_stage_model.")}
+    save_file(unet_only, str(tmp / "unet_only.safetensors"))
     motion = animatediff_v2_motion_module(config=config)
     save_file(motion, str(tmp / "mm_sd_v15_v2.safetensors"))
     (tmp / "model.json").write_text(json.dumps(config))
@@ -133,7 +135,8 @@ def test_wrong_files_are_refused_naming_the_file_and_what_was_found(sources, tmp
     assert "shape mismatches: image_proj.image_embeds.weight (128, 1024) (expected (128, 16))" in msg
     wrong_family = _weights(sources, "tiny.safetensors", {"image_proj.image_embeds.weight": torch.zeros(1)},
                             {"format": "portraittalk", "config": json.dumps({"family": "tiny"})})
-    refused("expected PortraitTalk sd15 weights.*found a PortraitTalk model file \\(family tiny\\)", weights=wrong_family)
+    refused("expected PortraitTalk sd15 weights.*found a PortraitTalk model file \\(family tiny\\)",
+            weights=wrong_family)
     unrelated = _weights(sources, "vae.safetensors", {"decoder.conv_in.weight": torch.zeros(1)})
     refused("vae.safetensors: expected PortraitTalk sd15 weights.*found an unknown file", weights=unrelated)
 

@@ -39,7 +39,8 @@ def sd15_graph(names: dict, *, prefix: str = "portraittalk/sd15_full") -> dict:
         "1": {"class_type": "PortraitTalkDemoInputs",
               "inputs": {"reference": "SynthTalk face (demo)", "speech": "English sentence (espeak-ng)"}},
         "2": {"class_type": "PortraitTalkLoadFullSizeModel",
-              "inputs": {"checkpoint_name": names["checkpoint"], "motion_name": names["motion"], "weights_name": "none"}},
+              "inputs": {"checkpoint_name": names["checkpoint"], "motion_name": names["motion"],
+                         "weights_name": "none"}},
         "3": {"class_type": "CLIPVisionLoader", "inputs": {"clip_name": names["clip_vision"]}},
         "4": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 2], "text": "a face, smiling"}},
         "5": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 2], "text": ""}},
@@ -95,8 +96,8 @@ def test_the_loader_lists_safetensors_only_and_names_a_wrong_file(comfy_server, 
         assert "mm_small.safetensors" in str(required["motion_name"])
         assert "motion_by_mistake.safetensors" in str(required["checkpoint_name"])
         assert "sd15.ckpt" not in str(required["checkpoint_name"])  # pickles are never offered
-        for bad, expected in (("../animatediff_models/mm_small.safetensors", "is not an SD-1.5 .safetensors checkpoint"),
-                              ("sd15.ckpt", "is a pickle file")):
+        for bad, expected in (("../animatediff_models/mm_small.safetensors",
+                               "is not an SD-1.5 .safetensors checkpoint"), ("sd15.ckpt", "is a pickle file")):
             with pytest.raises(PromptRejected) as rejected:
                 comfy_client.queue(_loader_only(bad, "mm_small.safetensors"))
             assert expected in json.dumps(rejected.value.node_errors), rejected.value.body
