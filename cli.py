@@ -22,7 +22,7 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 
 def _generate(image: Path, audio: Path, out: Path, *, prompt: str | None, model: str, steps: int | None,
               seed: int, text_guidance: float | None, audio_guidance: float | None, scheduler: str | None,
-              upscale: int = 1) -> Path:
+              karras: bool = False, upscale: int = 1) -> Path:
     from PIL import Image
     from tqdm.auto import tqdm
 
@@ -40,7 +40,7 @@ def _generate(image: Path, audio: Path, out: Path, *, prompt: str | None, model:
 
     result = pipeline([Image.open(image)], wav, rate, prompt, num_inference_steps=steps, seed=seed,
                       text_guidance_scale=text_guidance, audio_guidance_scale=audio_guidance, scheduler=scheduler,
-                      callback=progress)
+                      karras=karras, callback=progress)
     bar.close()
     frames = (result.frames * 255 + 0.5).clip(0, 255).astype("uint8")
     if upscale > 1:  # the demo model draws 64×64 frames: enlarge them for viewing
@@ -60,6 +60,8 @@ def _generate_parser(sub) -> None:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scheduler", choices=["ddim", "euler", "dpmpp_2m"], default=None)
+    p.add_argument("--karras", action="store_true",
+                   help="Karras sigmas (euler, dpmpp_2m); --scheduler dpmpp_2m --karras --steps 8 is the fast setting")
     p.add_argument("--text-guidance", type=float, default=None)
     p.add_argument("--audio-guidance", type=float, default=None)
     p.add_argument("--upscale", type=int, default=1, help="enlarge frames by this factor (nearest neighbour)")
@@ -92,13 +94,15 @@ def main(argv: list[str] | None = None) -> int:
     for name in passthrough:
         sub.add_parser(name, help=f"see `portraittalk {name} --help`", add_help=False)
     args = parser.parse_args(argv)
+    if getattr(args, "karras", False) and args.scheduler not in ("euler", "dpmpp_2m"):
+        parser.error("--karras needs --scheduler euler or dpmpp_2m")
     if args.command == "demo":
         _generate(ASSETS / "demo_reference.png", ASSETS / "demo_speech.wav", args.out, prompt=args.prompt,
                   model="demo", steps=None, seed=0, text_guidance=None, audio_guidance=None, scheduler=None, upscale=4)
     else:
         _generate(args.image, args.audio, args.out, prompt=args.prompt, model=args.model, steps=args.steps,
                   seed=args.seed, text_guidance=args.text_guidance, audio_guidance=args.audio_guidance,
-                  scheduler=args.scheduler, upscale=args.upscale)
+                  scheduler=args.scheduler, karras=args.karras, upscale=args.upscale)
     return 0
 
 

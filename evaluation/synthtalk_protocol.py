@@ -40,11 +40,13 @@ class Setup:
     text_guidance: float = 1.0
     audio_guidance: float = 1.0
     seed: int = 0
+    scheduler: str | None = None  # None: the model's default
+    karras: bool = False
 
     def generate(self, reference: np.ndarray, audio: np.ndarray, sample_rate: int, prompt: str | None = None):
         out = self.pipeline([reference], audio, sample_rate, prompt, num_inference_steps=self.steps,
                             text_guidance_scale=self.text_guidance, audio_guidance_scale=self.audio_guidance,
-                            seed=self.seed)
+                            seed=self.seed, scheduler=self.scheduler, karras=self.karras)
         return np.clip(out.frames * 255 + 0.5, 0, 255).astype(np.uint8)
 
 
@@ -153,7 +155,9 @@ def run(setup: Setup, *, clips: int = 8, seconds: float = 4.0, trials: int = 5, 
     from ..training import synthtalk as st
 
     size = setup.pipeline.size
-    results: dict = {"settings": {"steps": setup.steps, "text_guidance": setup.text_guidance,
+    results: dict = {"settings": {"steps": setup.steps, "scheduler": setup.scheduler or
+                                  setup.pipeline.config["sampling"]["scheduler"], "karras": setup.karras,
+                                  "text_guidance": setup.text_guidance,
                                   "audio_guidance": setup.audio_guidance, "mouth_tolerance": MOUTH_TOLERANCE,
                                   "max_lag": MAX_LAG}}
     began = time.time()
@@ -227,18 +231,23 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="portraittalk eval synthtalk", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="demo", help="model file or folder (default: the bundled demo)")
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--scheduler", choices=["ddim", "euler", "dpmpp_2m"], default=None)
+    parser.add_argument("--karras", action="store_true", help="Karras sigmas (euler, dpmpp_2m)")
     parser.add_argument("--text-guidance", type=float, default=None)
     parser.add_argument("--audio-guidance", type=float, default=None)
     parser.add_argument("--clips", type=int, default=8, help="held-out SynthTalk clips for lip sync and colour")
     parser.add_argument("--trials", type=int, default=5, help="references per text attribute")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = parser.parse_args(argv)
+    if args.karras and args.scheduler not in ("euler", "dpmpp_2m"):
+        parser.error("--karras needs --scheduler euler or dpmpp_2m")
     from ..models import PortraitTalkPipeline
 
     pipeline = PortraitTalkPipeline.from_pretrained(args.model)
     defaults = pipeline.config["sampling"]
     setup = Setup(pipeline, args.steps, args.text_guidance if args.text_guidance is not None else defaults["text_guidance"],
-                  args.audio_guidance if args.audio_guidance is not None else defaults["audio_guidance"])
+                  args.audio_guidance if args.audio_guidance is not None else defaults["audio_guidance"],
+                  scheduler=args.scheduler, karras=args.karras)
     results = run(setup, clips=args.clips, trials=args.trials)
     text = json.dumps(results, indent=1)
     if args.json:

@@ -35,3 +35,16 @@ def test_fewer_steps_cost_less_and_every_row_is_scored(tiny_pipe):
     for row in rows:
         assert 0.0 <= row["adfd"] <= 1.0 and -1.0 <= row["lip_sync_r"] <= 1.0 and len(row["per_clip"]) == 1
     assert "dpmpp_2m+karras:1" in table(rows)
+
+
+def test_the_fast_setting_runs_from_the_command_line(tiny_pipe, tmp_path, capsys):
+    from comfyui_portraittalk.cli import ASSETS, main
+
+    with pytest.raises(SystemExit) as stop:  # Karras sigmas need a sigma-based scheduler, not DDIM
+        main(["generate", "--image", "x.png", "--audio", "y.wav", "--karras"])
+    assert stop.value.code == 2 and "--karras needs --scheduler" in capsys.readouterr().err
+    model = tiny_pipe.save_pretrained(tmp_path / "tiny.safetensors")
+    out = tmp_path / "fast.mp4"
+    assert main(["generate", "--image", str(ASSETS / "demo_reference.png"), "--audio", str(ASSETS / "demo_speech.wav"),
+                 "--model", str(model), "--scheduler", "dpmpp_2m", "--karras", "--steps", "2", "--out", str(out)]) == 0
+    assert out.stat().st_size > 0 and "frames at 25 fps, with audio" in capsys.readouterr().out
