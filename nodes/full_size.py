@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import weakref
 from pathlib import Path
 
 from comfy_api.v0_0_2 import io
@@ -13,7 +14,8 @@ from . import folders, io_types
 
 NONE = "none"
 log = logging.getLogger(__name__)
-_ASSEMBLED: dict = {}  # one entry: a full-size model is ~9 GB in fp32, two would not fit most machines
+# Weak, like runtime.load_pipeline: a model lives while a cached node output holds it, so /free releases it.
+_ASSEMBLED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 
 def _safetensors(folder: str) -> list[str]:
@@ -79,8 +81,8 @@ class LoadFullSizeModel(io.ComfyNode):
 
 
 def assembled(checkpoint: Path, motion: Path, weights: Path | None):
-    """The pipeline for these files, assembled once and shared (both outputs, and later runs) until a file
-    changes or other files are chosen."""
+    """The pipeline for these files, assembled once and shared (both outputs, and later runs) while ComfyUI
+    keeps an output that holds it, until a file changes."""
     import comfy.model_management as mm
     import comfy.utils
 
@@ -88,15 +90,15 @@ def assembled(checkpoint: Path, motion: Path, weights: Path | None):
     from ..models.pipeline import PortraitTalkPipeline
 
     key = tuple((str(p.resolve()), p.stat().st_mtime_ns, p.stat().st_size) for p in (checkpoint, motion, weights) if p)
-    if key not in _ASSEMBLED:
-        _ASSEMBLED.clear()  # free the previous model before building the next
-        gc.collect()
+    pipeline = _ASSEMBLED.get(key)
+    if pipeline is None:
+        gc.collect()  # a model no output holds any more may still wait in a reference cycle: ~9 GB
         bar = comfy.utils.ProgressBar(4)  # reading ~3 GB and allocating ~9 GB takes a while: show it
         components, report = assemble_sd15(checkpoint, motion, weights,
                                            progress=lambda done, total, what: bar.update_absolute(done, total))
         (log.warning if report.untrained else log.info)("PortraitTalk full-size model assembled:\n%s", report.summary())
-        _ASSEMBLED[key] = PortraitTalkPipeline(components, device=mm.unet_offload_device())
-    return _ASSEMBLED[key]
+        pipeline = _ASSEMBLED[key] = PortraitTalkPipeline(components, device=mm.unet_offload_device())
+    return pipeline
 
 
 NODES = [LoadFullSizeModel]

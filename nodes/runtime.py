@@ -3,7 +3,7 @@ previews, and loaded-model caching."""
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import weakref
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -13,23 +13,23 @@ import numpy as np
 from PIL import Image
 from comfy.cli_args import LatentPreviewMethod, args
 
-_PIPELINES: OrderedDict = OrderedDict()
-_CACHE_SIZE = 2
+# Weak: a pipeline lives as long as ComfyUI keeps a node output that holds it, so "Unload models" / /free
+# (which drops ComfyUI's output cache) gives its memory back, as it does for core models.
+_PIPELINES: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 
 def load_pipeline(path: Path):
     """A PortraitTalkPipeline for a model file, shared by every loader node that names the same file
-    (the IdentityNet and AnimateNet loaders of one model share one copy)."""
+    (the IdentityNet and AnimateNet loaders of one model share one copy) while any of them is cached."""
     from ..models.pipeline import PortraitTalkPipeline
 
     stat = path.stat()
     key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
-    if key not in _PIPELINES:
-        _PIPELINES[key] = PortraitTalkPipeline.from_pretrained(path, device=mm.unet_offload_device())
-        while len(_PIPELINES) > _CACHE_SIZE:
-            _PIPELINES.popitem(last=False)
-    _PIPELINES.move_to_end(key)
-    return _PIPELINES[key]
+    pipeline = _PIPELINES.get(key)
+    if pipeline is None:
+        pipeline = PortraitTalkPipeline.from_pretrained(path, device=mm.unet_offload_device())
+        _PIPELINES[key] = pipeline
+    return pipeline
 
 
 @contextmanager

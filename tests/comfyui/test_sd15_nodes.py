@@ -65,11 +65,22 @@ def sd15_graph(names: dict, *, prefix: str = "portraittalk/sd15_full") -> dict:
     }
 
 
-def _peak_rss_gb(pid: int) -> float:
+def _status_gb(pid: int, field: str) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1e6
     return float("nan")
+
+
+def _peak_rss_gb(pid: int) -> float:
+    return _status_gb(pid, "VmHWM")
+
+
+def _rss_gb(pid: int) -> float:
+    return _status_gb(pid, "VmRSS")
+
+
+FREED_GB = 5.0  # of the ~9.4 GB fp32 model
 
 
 def _loader_only(checkpoint: str, motion: str, weights: str = "none") -> dict:
@@ -169,5 +180,15 @@ def _runs_one_step(server, files):
             audio = [s for s in container.streams if s.type == "audio"]
         assert frames.shape == (2, 512, 512, 3) and len(audio) == 1
         assert frames.std() > 0  # decoded pictures, not an empty canvas
+        # ComfyUI's "Unload models" (/free) must give the ~9 GB model back: the pack's caches hold it only
+        # while ComfyUI's own output cache does
+        loaded = _rss_gb(server.proc.pid)
+        client.free()
+        deadline = time.monotonic() + 60
+        while _rss_gb(server.proc.pid) > loaded - FREED_GB and time.monotonic() < deadline:
+            time.sleep(1)
+        released = loaded - _rss_gb(server.proc.pid)
+        print(f"[sd15] after /free: {loaded:.1f} → {loaded - released:.1f} GB resident")
+        assert released > FREED_GB, f"/free gave back only {released:.1f} GB of {loaded:.1f} GB"
     finally:
         client.close()
