@@ -119,6 +119,48 @@ def hallo_photo() -> dict:
     }
 
 
+SD15_FILES = {"checkpoint": "v1-5-pruned-emaonly.safetensors", "motion": "mm_sd_v15_v2.safetensors",
+              "clip_vision": "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors",
+              "wav2vec2": "wav2vec2-base-960h.safetensors"}
+
+
+def full_size_sd15() -> dict:
+    """The full-size sd15 family from files ComfyUI users already have (README, Full-size models): crop →
+    Load Full-Size Model (SD-1.5 + AnimateDiff v2 [+ PortraitTalk weights]) with core CLIP vision and text
+    → paste-back → video with sound. Untrained identity/audio streams until PortraitTalk weights exist."""
+    return {
+        "photo": ("LoadImage", {"image": "astronaut.jpg"}),
+        "speech": ("LoadAudio", {"audio": "speech.wav"}),
+        "crop": ("PortraitTalkCropFace", {"image": ("photo", 0), "size": 512, "expand": 1.4, "align": False,
+                                          "backend": "auto"}),
+        "model": ("PortraitTalkLoadFullSizeModel", {"checkpoint_name": SD15_FILES["checkpoint"],
+                                                    "motion_name": SD15_FILES["motion"], "weights_name": "none"}),
+        "clip_vision": ("CLIPVisionLoader", {"clip_name": SD15_FILES["clip_vision"]}),
+        "positive": ("CLIPTextEncode", {"clip": ("model", 2), "text": "a person talking, smiling"}),
+        "negative": ("CLIPTextEncode", {"clip": ("model", 2), "text": ""}),
+        "audio_encoder": ("PortraitTalkLoadAudioEncoder", {"encoder_name": SD15_FILES["wav2vec2"]}),
+        "identity": ("PortraitTalkEncodeIdentity", {"identity_net": ("model", 0), "image": ("crop", 0),
+                                                     "clip_vision": ("clip_vision", 0), "positive": ("positive", 0),
+                                                     "negative": ("negative", 0)}),
+        "audio_embeds": ("PortraitTalkEncodeAudio", {"animate_net": ("model", 1), "audio": ("speech", 0),
+                                                     "audio_encoder": ("audio_encoder", 0), "fps": 25.0}),
+        "patch": ("PortraitTalkApplyDecoupledAttention", {
+            "animate_net": ("model", 1), "identity": ("identity", 0), "audio_embeds": ("audio_embeds", 0),
+            "positive": ("positive", 0), "negative": ("negative", 0), "text_scale": 1.0, "identity_scale": 1.0,
+            "audio_scale": 1.0, "start_percent": 0.0, "end_percent": 1.0}),
+        "sampler": ("PortraitTalkSampler", {"animate_net": ("patch", 0), "steps": 25, "scheduler": "ddim",
+                                            "karras": False, "seed": 42, "text_guidance": 3.5, "audio_guidance": 1.0,
+                                            "window": 16, "overlap": 4, "frames": 0}),
+        "decode": ("PortraitTalkDecode", {"latent": ("sampler", 0), "animate_net": ("model", 1),
+                                          "audio": ("speech", 0), "chunk": 4}),
+        "paste": ("PortraitTalkPasteBack", {"images": ("decode", 0), "crop_info": ("crop", 1),
+                                            "original": ("photo", 0), "feather": 0.1, "colour_match": True}),
+        "video": ("CreateVideo", {"images": ("paste", 0), "fps": ("decode", 1), "audio": ("decode", 2)}),
+        "save": ("SaveVideo", {"video": ("video", 0), "filename_prefix": "portraittalk/full_size_sd15",
+                               "format": "auto", "codec": "auto"}),
+    }
+
+
 def workflows() -> dict[str, dict]:
     basic = generation()
     text = generation("a face with glasses and a hat on a blue background, smiling", text_guidance=2.0,
@@ -131,7 +173,7 @@ def workflows() -> dict[str, dict]:
     long["long_audio"] = ("AudioConcat", {"audio1": ("twice", 0), "audio2": ("twice", 0), "direction": "after"})
     return {"portraittalk_basic": basic, "portraittalk_text": text, "portraittalk_multireference": multi,
             "portraittalk_long_audio": long, "portraittalk_full_frame": full_frame(),
-            "portraittalk_hallo_photo": hallo_photo()}
+            "portraittalk_hallo_photo": hallo_photo(), "portraittalk_full_size_sd15": full_size_sd15()}
 
 
 # ------------------------------------------------------------------------------------------ conversion

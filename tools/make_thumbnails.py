@@ -1,10 +1,10 @@
 """Write the `.jpg` thumbnails that ComfyUI's template browser shows beside each UI workflow in
 `workflows/`: a strip of frames the bundled demo model makes for that workflow's settings.
 
-    python tools/make_thumbnails.py
+    python tools/make_thumbnails.py [NAME ...]      # all workflows, or only these (e.g. portraittalk_basic)
 
 A workflow that crops a photo shows the photo with the generated face pasted back; one whose model files
-users supply (Hallo) shows its input photo, labelled with what it needs.
+users supply (Hallo, full-size SD-1.5) shows its input photo, labelled with what it needs.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ sys.path.insert(0, str(REPO / "tools"))
 from build_workflows import workflows  # noqa: E402
 
 SIZE = (512, 384)
+NEEDS = {"portraittalk_hallo_photo": "needs Hallo's weights: see docs/hallo.md",
+         "portraittalk_full_size_sd15": "needs SD-1.5, AnimateDiff v2 and PortraitTalk weights: see the README"}
 
 
 def settings(graph: dict) -> dict:
@@ -54,7 +56,8 @@ def labelled_photo(photo: np.ndarray, label: str) -> Image.Image:
     return canvas
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    only = set(sys.argv[1:] if argv is None else argv)
     from comfyui_portraittalk.bundled import REFERENCES
     from comfyui_portraittalk.faces import crop_face, detect_faces, paste_back
     from comfyui_portraittalk.media import read_audio
@@ -63,10 +66,12 @@ def main() -> int:
     pipe = PortraitTalkPipeline.from_pretrained("demo")
     speech, rate = read_audio(REPO / "assets" / "demo_speech.wav")
     for name, graph in workflows().items():
+        if only and name not in only:
+            continue
         out_path = REPO / "workflows" / f"{name}.jpg"
-        if "text" not in graph:  # files users supply: show the input photo
+        if name in NEEDS:  # files users supply: show the input photo
             photo = np.asarray(Image.open(REPO / "assets" / "examples" / graph["photo"][1]["image"]).convert("RGB"))
-            labelled_photo(photo, "needs Hallo's weights: see docs/hallo.md").save(out_path, quality=88)
+            labelled_photo(photo, NEEDS[name]).save(out_path, quality=88)
             print(f"wrote workflows/{name}.jpg")
             continue
         photo = np.asarray(Image.open(REPO / "assets" / REFERENCES[graph["demo"][1]["reference"]]).convert("RGB"))

@@ -1,8 +1,9 @@
 """The full-size `sd15` path in a real ComfyUI, from the files users already have: random-weight files of the
 real shapes and key layouts (tests/sd15_fixtures.py: an SD-1.5 checkpoint, AnimateDiff v2, CLIP ViT-H in the
-IP-Adapter layout, wav2vec2) in a temporary model folder; Load Full-Size Model assembles the model in memory,
-core CLIPVisionLoader and CLIPTextEncode give identity and text, and one denoising step on two 512-px frames
-ends in a video with sound (slow). A quick test checks the loader's listings and its errors with small files.
+IP-Adapter layout, wav2vec2) in a temporary model folder run the shipped workflow
+(workflows/api/portraittalk_full_size_sd15.json): Crop Face on a photo, Load Full-Size Model assembles the
+model in memory, core CLIPVisionLoader and CLIPTextEncode give identity and text, and one denoising step on
+two 512-px frames is pasted back and ends in a video with sound (slow). A quick test checks the loader's listings and its errors with small files.
 
 Disk and memory: the files take ~4.7 GB, are hard-linked (not copied) into the server's folders and are
 removed when the test ends, pass or fail; a machine with less free disk skips. The model needs ~9.5 GB of RAM
@@ -33,36 +34,21 @@ FOLDERS = {"checkpoint": "checkpoints", "motion": "animatediff_models", "clip_vi
            "wav2vec2": "audio_encoders"}
 
 
+WORKFLOW = TESTS.parent / "workflows" / "api" / "portraittalk_full_size_sd15.json"
+PHOTO, SPEECH = TESTS.parent / "assets" / "examples" / "astronaut.jpg", TESTS.parent / "assets" / "demo_speech.wav"
+
+
 def sd15_graph(names: dict, *, prefix: str = "portraittalk/sd15_full") -> dict:
-    """Reference + speech (+ prompt) → video with sound through the full-size path."""
-    return {
-        "1": {"class_type": "PortraitTalkDemoInputs",
-              "inputs": {"reference": "SynthTalk face (demo)", "speech": "English sentence (espeak-ng)"}},
-        "2": {"class_type": "PortraitTalkLoadFullSizeModel",
-              "inputs": {"checkpoint_name": names["checkpoint"], "motion_name": names["motion"],
-                         "weights_name": "none"}},
-        "3": {"class_type": "CLIPVisionLoader", "inputs": {"clip_name": names["clip_vision"]}},
-        "4": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 2], "text": "a face, smiling"}},
-        "5": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 2], "text": ""}},
-        "6": {"class_type": "PortraitTalkLoadAudioEncoder", "inputs": {"encoder_name": names["wav2vec2"]}},
-        "7": {"class_type": "PortraitTalkEncodeIdentity",
-              "inputs": {"identity_net": ["2", 0], "image": ["1", 0], "clip_vision": ["3", 0], "positive": ["4", 0],
-                         "negative": ["5", 0]}},
-        "8": {"class_type": "PortraitTalkEncodeAudio",
-              "inputs": {"animate_net": ["2", 1], "audio": ["1", 1], "audio_encoder": ["6", 0], "fps": 0.0}},
-        "9": {"class_type": "PortraitTalkApplyDecoupledAttention",
-              "inputs": {"animate_net": ["2", 1], "identity": ["7", 0], "audio_embeds": ["8", 0], "positive": ["4", 0],
-                         "negative": ["5", 0], "text_scale": 1.0, "identity_scale": 1.0, "audio_scale": 1.0,
-                         "start_percent": 0.0, "end_percent": 1.0}},
-        "10": {"class_type": "PortraitTalkSampler",
-               "inputs": {"animate_net": ["9", 0], "steps": 1, "scheduler": "ddim", "karras": False, "seed": 7,
-                          "text_guidance": 1.0, "audio_guidance": 1.0, "window": 2, "overlap": 0, "frames": 2}},
-        "11": {"class_type": "PortraitTalkDecode",
-               "inputs": {"latent": ["10", 0], "animate_net": ["2", 1], "audio": ["1", 1], "chunk": 1}},
-        "12": {"class_type": "CreateVideo", "inputs": {"images": ["11", 0], "fps": ["11", 1], "audio": ["11", 2]}},
-        "13": {"class_type": "SaveVideo",
-               "inputs": {"video": ["12", 0], "filename_prefix": prefix, "format": "auto", "codec": "auto"}},
-    }
+    """The shipped full-size workflow (photo → crop → Load Full-Size Model with core CLIP vision and text →
+    paste-back → video with sound) on these files, cut to one step on two frames: a test of the wiring."""
+    graph = json.loads(WORKFLOW.read_text())
+    by_type = {node["class_type"]: node["inputs"] for node in graph.values()}
+    by_type["PortraitTalkLoadFullSizeModel"].update(checkpoint_name=names["checkpoint"], motion_name=names["motion"])
+    by_type["CLIPVisionLoader"]["clip_name"] = names["clip_vision"]
+    by_type["PortraitTalkLoadAudioEncoder"]["encoder_name"] = names["wav2vec2"]
+    by_type["PortraitTalkSampler"].update(steps=1, frames=2, window=2, overlap=0)
+    by_type["SaveVideo"]["filename_prefix"] = prefix
+    return graph
 
 
 def _status_gb(pid: int, field: str) -> float:
@@ -169,6 +155,8 @@ def _runs_one_step(server, files):
         required = info["input"]["required"]
         assert files["checkpoint"].name in str(required["checkpoint_name"])
         assert files["motion"].name in str(required["motion_name"])  # animatediff_models is registered
+        server.add_input(PHOTO, "astronaut.jpg")  # what the workflow's LoadImage and LoadAudio name
+        server.add_input(SPEECH, "speech.wav")
         start = time.monotonic()
         result = client.run(sd15_graph({role: path.name for role, path in files.items()}), timeout=3000, expect=None)
         assert result.outcome == "execution_success", result.describe_error()

@@ -158,9 +158,9 @@ def test_ui_workflow_round_trip_runs(comfy_server, comfy_client: ComfyClient, ob
 
 # ---- the shipped API workflows run, with the bundled demo model ------------------------------
 
-# Workflows that need files users supply (Hallo's weights, a photo and speech in input/) are run with
-# random weights of the real layout in test_hallo_nodes.py instead.
-NEEDS_USER_FILES = {"portraittalk_hallo_photo"}
+# Workflows that need files users supply (Hallo's weights, SD-1.5 and AnimateDiff, a photo and speech in input/)
+# are run with random weights of the real layouts in test_hallo_nodes.py and test_sd15_nodes.py instead.
+NEEDS_USER_FILES = {"portraittalk_hallo_photo", "portraittalk_full_size_sd15"}
 RUN_STEPS = 2  # the graph as shipped, with fewer denoising steps: the test is of the wiring, not the quality
 
 
