@@ -225,6 +225,10 @@ class PortraitTalkPipeline:
         `[R, E]` (e.g. ComfyUI's CLIP_VISION output), all references concatenated."""
         if image_embeds is None:
             image_embeds = self.image_embeds(pixels)
+        width = getattr(getattr(self.components.image_proj, "image_embeds", None), "in_features", None)
+        if width is not None and (image_embeds.ndim != 2 or image_embeds.shape[-1] != width):
+            raise ValueError(f"image embeddings of shape {list(image_embeds.shape)}: this model's identity "
+                             f"projection takes [references, {width}] (full-size models: CLIP ViT-H/14, 1024)")
         tokens = self.components.image_proj(image_embeds.to(self.device, self.dtype))
         return tokens.reshape(1, -1, tokens.shape[-1])
 

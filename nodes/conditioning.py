@@ -61,6 +61,9 @@ class EncodeIdentity(io.ComfyNode):
                 io.ClipVision.Input("clip_vision", optional=True,
                                     tooltip="ComfyUI CLIP vision model (CLIP ViT-H, IP-Adapter layout) for "
                                             "full-size models; used when no image_encoder is connected."),
+                io.ClipVisionOutput.Input("clip_vision_output", optional=True,
+                                          tooltip="Core 'CLIP Vision Encode' of the same references, one row "
+                                                  "each; instead of clip_vision."),
                 io.Conditioning.Input("positive", optional=True, tooltip="Text that edits the identity."),
                 io.Conditioning.Input("negative", optional=True,
                                       tooltip="The 'no text' conditioning (empty prompt); zeros if absent."),
@@ -72,7 +75,7 @@ class EncodeIdentity(io.ComfyNode):
 
     @classmethod
     def execute(cls, identity_net, image, extra_references=None, image_encoder=None, clip_vision=None,
-                positive=None, negative=None, vae=None) -> io.NodeOutput:
+                clip_vision_output=None, positive=None, negative=None, vae=None) -> io.NodeOutput:
         from ..models.pipeline import ImageInputError, images_to_tensor
 
         pipe = identity_net
@@ -91,6 +94,8 @@ class EncodeIdentity(io.ComfyNode):
                 embeds, regions = _hallo_reference(pipe, pixels)
             elif image_encoder is not None:
                 embeds = image_encoder.image_embeds(pixels)
+            elif clip_vision_output is not None:
+                embeds = _encoded_references(clip_vision_output, len(references))
             elif clip_vision is not None:
                 embeds = clip_vision.encode_image(pixels.permute(0, 2, 3, 1)).image_embeds
             else:
@@ -100,6 +105,18 @@ class EncodeIdentity(io.ComfyNode):
             identity = pipe.encode_identity(latents, tokens, _text(positive),
                                             null if null is not None else pipe.null_text(), regions)
         return io.NodeOutput(identity.to("cpu"))
+
+
+def _encoded_references(clip_vision_output, references: int) -> torch.Tensor:
+    """The image embeddings of a core CLIP_VISION_OUTPUT, one per reference."""
+    embeds = getattr(clip_vision_output, "image_embeds", None)
+    if embeds is None or embeds.ndim != 2:
+        raise ValueError("clip_vision_output has no image embeddings [N, D]: connect 'CLIP Vision Encode' of a "
+                         "CLIP vision model with a projection (CLIP ViT-H for full-size models)")
+    if embeds.shape[0] != references:
+        raise ValueError(f"clip_vision_output holds {embeds.shape[0]} image embeddings for {references} "
+                         f"reference image(s): encode the same images (image and extra_references) with it")
+    return embeds
 
 
 def _hallo_reference(pipe, pixels):

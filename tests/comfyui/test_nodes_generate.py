@@ -92,3 +92,28 @@ def test_bad_inputs_give_node_errors_not_crashes(comfy_client, tiny_model):
         comfy_client.queue(graph)
     ok = comfy_client.run(generation_graph(tiny_model, steps=1, seed=3, prefix="portraittalk/ok"), timeout=600)
     assert ok.outcome == "execution_success", ok.describe_error()
+
+
+def test_core_clip_vision_output_gives_the_identity_tokens(comfy_client, tiny_model):
+    """Encode Identity takes core CLIP_VISION_OUTPUT (from 'CLIP Vision Encode') instead of an image encoder:
+    one embedding per reference, of the model's width; anything else is a node error that says so."""
+    from comfyui_portraittalk.models.components import image_embed_dim
+    from comfyui_portraittalk.models.config import load_config
+
+    width = image_embed_dim(load_config("tiny"))
+
+    def graph(rows: int, embed_width: int, prefix: str) -> dict:
+        g = generation_graph(tiny_model, steps=1, prefix=prefix)
+        g["20"] = {"class_type": "PTTestClipVisionOutput", "inputs": {"rows": rows, "width": embed_width, "seed": 1}}
+        del g["9"]["inputs"]["image_encoder"]
+        g["9"]["inputs"]["clip_vision_output"] = ["20", 0]
+        return g
+
+    ok = comfy_client.run(graph(1, width, "portraittalk/clip_vision_output"), timeout=600)
+    assert ok.outcome == "execution_success", ok.describe_error()
+    rows = comfy_client.run(graph(2, width, "portraittalk/cvo_rows"), timeout=600, expect=None)
+    assert rows.outcome == "execution_error"
+    assert "clip_vision_output holds 2 image embeddings for 1 reference" in rows.describe_error()
+    wide = comfy_client.run(graph(1, width + 1, "portraittalk/cvo_width"), timeout=600, expect=None)
+    assert wide.outcome == "execution_error"
+    assert f"identity projection takes [references, {width}]" in wide.describe_error()

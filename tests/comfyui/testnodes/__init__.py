@@ -167,6 +167,31 @@ class PTTestImage(io.ComfyNode):
         return io.NodeOutput(image[None].expand(batch, *image.shape).contiguous())
 
 
+class PTTestClipVisionOutput(io.ComfyNode):
+    """A core CLIP_VISION_OUTPUT with random image embeddings of a chosen shape (what 'CLIP Vision Encode'
+    returns), so the nodes that take one can be tested without a CLIP vision model."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PTTestClipVisionOutput", display_name="PortraitTalk test: CLIP vision output",
+            category="testing/portraittalk",
+            inputs=[io.Int.Input("rows", default=1, min=0, max=64, tooltip="images encoded"),
+                    io.Int.Input("width", default=1024, min=1, max=4096, tooltip="embedding width"),
+                    io.Int.Input("seed", default=0, min=0, max=2**31, tooltip="random values")],
+            outputs=[io.ClipVisionOutput.Output("clip_vision_output")],
+        )
+
+    @classmethod
+    def execute(cls, rows, width, seed) -> io.NodeOutput:
+        import comfy.clip_vision
+        import torch
+
+        out = comfy.clip_vision.Output()
+        out["image_embeds"] = torch.randn((rows, width), generator=torch.Generator().manual_seed(seed))
+        return io.NodeOutput(out)
+
+
 def _tensor_facts(t) -> dict:
     """Shape, dtype, sha256 of the bytes, finite range. Works a slice at a time along the first dimension,
     so inspecting a long video costs no second copy of it."""
@@ -260,7 +285,8 @@ class PTTestNetwork(io.ComfyNode):
 
 class _TestExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [PTTestSleep, PTTestFail, PTTestAudio, PTTestImage, PTTestInspect, PTTestNetwork]
+        return [PTTestSleep, PTTestFail, PTTestAudio, PTTestImage, PTTestInspect, PTTestNetwork,
+                PTTestClipVisionOutput]
 
 
 async def comfy_entrypoint() -> ComfyExtension:
