@@ -33,23 +33,21 @@ def assemble_main(argv: list[str] | None = None) -> int:
 
     from .assemble import assemble_sd15, write_assembled
     from .config import ConfigError, load_config
+    from .convert_cli import write_and_report
     from .weights import ModelFileError
 
     dtype = getattr(torch, DTYPES[args.dtype])
-    try:
+
+    def write():
         config = load_config(args.config) if args.config else None
         # built directly in the file's dtype: an fp16 file never needs the fp32 model in memory
         components, report = assemble_sd15(args.checkpoint, args.motion, args.weights, dtype=dtype, config=config,
                                            progress=lambda done, total, what: print(f"[{done}/{total}] {what}",
                                                                                     file=sys.stderr))
         write_assembled(components, report, args.out, dtype)
-    except (ModelFileError, ConfigError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(report.summary())
-    print(f"wrote {args.out}")
-    return 0
+        return report
 
+    return write_and_report(write, args.out, (ModelFileError, ConfigError, OSError))
 
 if __name__ == "__main__":
     raise SystemExit(assemble_main())

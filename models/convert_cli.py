@@ -28,13 +28,20 @@ def convert_main(argv: list[str] | None = None) -> int:
     from .weights import ModelFileError
 
     dtype = getattr(torch, DTYPES[args.dtype]) if DTYPES[args.dtype] else None
+    return write_and_report(lambda: convert_hallo(args.source, args.out, text_from=args.text_from, dtype=dtype),
+                            args.out, (ModelFileError, FileNotFoundError))
+
+
+def write_and_report(write, out, errors: tuple[type[Exception], ...]) -> int:
+    """Run `write()` (which writes `out` and returns a report): its summary on success, or the bad input
+    file's error as one line on stderr and exit code 2."""
     try:
-        report = convert_hallo(args.source, args.out, text_from=args.text_from, dtype=dtype)
-    except (ModelFileError, FileNotFoundError) as err:
+        report = write()
+    except errors as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(report.summary())
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")
     return 0
 
 

@@ -157,6 +157,20 @@ def server_rss(server: ComfyServer) -> int:
     return psutil.Process(pid).memory_info().rss
 
 
+def memory_after_free(server: ComfyServer, client: ComfyClient, expect_bytes: float,
+                      timeout: float = 60.0) -> tuple[int, int]:
+    """POST /free (ComfyUI's "Unload models") and wait until the server's resident memory has fallen by
+    `expect_bytes` or `timeout` passes; returns (RSS before, RSS after) in bytes."""
+    import time
+
+    before = server_rss(server)
+    client.free()
+    deadline = time.monotonic() + timeout
+    while server_rss(server) > before - expect_bytes and time.monotonic() < deadline:
+        time.sleep(1)
+    return before, server_rss(server)
+
+
 @dataclass
 class Case:
     """One row of the bad-input matrix. `build(ctx)` returns the API graph; `check(ctx, result)`

@@ -8,7 +8,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import av
@@ -17,6 +16,8 @@ import pytest
 import torch
 
 from hallo_fixtures import hallo_names, tiny_hallo_config
+
+from .reliability import memory_after_free
 
 pytestmark = pytest.mark.comfyui
 MEL = "mel (built in, no weights)"
@@ -186,18 +187,9 @@ def _net_pth_runs_one_step(comfy_server, comfy_client, comfyui_root, tmp, conver
     assert frames.shape == (2, 64, 64, 3) and audio == 1
     # "Unload models" (/free) gives the full-size model back: the loaders' cache holds it only while
     # ComfyUI's output cache does (and the session's server goes on with gigabytes to spare)
-    loaded = _rss_gb(comfy_server.proc.pid)
-    comfy_client.free()
-    deadline = time.monotonic() + 60
-    while _rss_gb(comfy_server.proc.pid) > loaded - FREED_GB and time.monotonic() < deadline:
-        time.sleep(1)
-    released = loaded - _rss_gb(comfy_server.proc.pid)
-    assert released > FREED_GB, f"/free gave back only {released:.1f} GB of {loaded:.1f} GB"
+    before, after = memory_after_free(comfy_server, comfy_client, FREED_GB * 1e9)
+    assert before - after > FREED_GB * 1e9, \
+        f"/free gave back only {(before - after) / 1e9:.1f} GB of {before / 1e9:.1f} GB"
 
 
 FREED_GB = 3.0  # of a ~2.4G-parameter model
-
-
-def _rss_gb(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]) / 1e6

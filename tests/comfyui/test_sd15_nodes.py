@@ -23,6 +23,7 @@ import av
 import numpy as np
 import pytest
 
+from .reliability import memory_after_free
 from .server import PromptRejected
 
 pytestmark = pytest.mark.comfyui
@@ -51,19 +52,11 @@ def sd15_graph(names: dict, *, prefix: str = "portraittalk/sd15_full") -> dict:
     return graph
 
 
-def _status_gb(pid: int, field: str) -> float:
+def _peak_rss_gb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
+        if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1e6
     return float("nan")
-
-
-def _peak_rss_gb(pid: int) -> float:
-    return _status_gb(pid, "VmHWM")
-
-
-def _rss_gb(pid: int) -> float:
-    return _status_gb(pid, "VmRSS")
 
 
 FREED_GB = 5.0  # of the ~9.4 GB fp32 model
@@ -170,13 +163,9 @@ def _runs_one_step(server, files):
         assert frames.std() > 0  # decoded pictures, not an empty canvas
         # ComfyUI's "Unload models" (/free) must give the ~9 GB model back: the pack's caches hold it only
         # while ComfyUI's own output cache does
-        loaded = _rss_gb(server.proc.pid)
-        client.free()
-        deadline = time.monotonic() + 60
-        while _rss_gb(server.proc.pid) > loaded - FREED_GB and time.monotonic() < deadline:
-            time.sleep(1)
-        released = loaded - _rss_gb(server.proc.pid)
-        print(f"[sd15] after /free: {loaded:.1f} → {loaded - released:.1f} GB resident")
-        assert released > FREED_GB, f"/free gave back only {released:.1f} GB of {loaded:.1f} GB"
+        before, after = memory_after_free(server, client, FREED_GB * 1e9)
+        print(f"[sd15] after /free: {before / 1e9:.1f} → {after / 1e9:.1f} GB resident")
+        assert before - after > FREED_GB * 1e9, \
+            f"/free gave back only {(before - after) / 1e9:.1f} GB of {before / 1e9:.1f} GB"
     finally:
         client.close()
