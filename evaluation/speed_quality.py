@@ -49,8 +49,8 @@ def held_out_clips(count: int, seconds: float, size: int) -> list:
 
 
 def measure(pipeline, setting: Setting, clips: list, *, seed: int = 0) -> dict:
-    """Generate every clip with one setting: sampling time per frame (wall and process CPU), ADFD and its
-    parts against the clip's own frames, and lip sync (mouth opening against loudness)."""
+    """Generate every clip with one setting: the whole generation's time per frame (wall and process CPU;
+    sampling dominates), ADFD and its parts against the clip's own frames, and lip sync."""
     from ..training import synthtalk as st
     from .evaluate import evaluate
     from .synthtalk_protocol import lip_sync
