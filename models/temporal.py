@@ -21,6 +21,10 @@ def build_motion_unet(unet_config: dict, motion_config: dict) -> UNetMotionModel
             {"block_out_channels": unet2d.config.block_out_channels,
              "motion_layers_per_block": unet2d.config.layers_per_block, **motion_config})
     unet = UNetMotionModel.from_unet2d(unet2d, adapter, load_weights=False)
+    groups = motion_config.get("motion_norm_num_groups")
+    if groups is not None:  # diffusers gives the motion modules the UNet's group count, not the adapter's
+        for _, module in temporal_modules(unet):
+            module.norm.num_groups = int(groups)  # the affine parameters are per channel: unchanged
     zero_init_temporal_outputs(unet)
     return unet
 
