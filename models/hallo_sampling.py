@@ -16,7 +16,7 @@ import torch
 
 from .identity_net import IdentityFeatures
 from .sampling import (GuidancePass, SamplingOptions, SamplingProgress, VideoConditioning, check_window, initial_noise,
-                       make_denoiser, make_passes, make_scheduler)
+                       make_denoiser, make_passes, make_scheduler, row_mode)
 
 
 def motion_conditions(passes: list[GuidancePass], count: int, hallo_rows: bool = True) -> list[list[bool]]:
@@ -58,10 +58,26 @@ def motion_features(identity_net, animate_net, identity: IdentityFeatures, laten
             for module, layer in animate_net.motion_layers().items()}
 
 
+def window_noise(options: SamplingOptions, shape: tuple[int, ...], width: int, joint: bool):
+    """The initial noise of each window, in order. Ours: one draw for the whole video (`initial_noise`).
+    Hallo's: its inference seeds the global generator once (`torch.manual_seed(42)`) and each window draws
+    `[1, C, F, h, w]` from it in turn, so the same seed gives Hallo's noise."""
+    mode = options.noise or ("hallo" if joint else "own")
+    if mode == "own":
+        noise = initial_noise(shape, options.seed)
+        yield from (noise[s: s + width] for s in range(0, shape[0], width))
+    elif mode == "hallo":
+        generator = torch.Generator("cpu").manual_seed(int(options.seed))
+        for _ in range(0, shape[0], width):
+            yield torch.randn((1, shape[1], width, *shape[2:]), generator=generator)[0].transpose(0, 1)
+    else:
+        raise ValueError(f"noise must be 'hallo' or 'own', not {mode!r}")
+
+
 @torch.no_grad()
 def sample_motion_frames(animate_net, identity_net, conditioning: VideoConditioning, options: SamplingOptions,
-                         latent_shape: tuple[int, int, int], scheduler_config: dict, *, joint: bool = False,
-                         hallo_rows: bool = True) -> torch.Tensor:
+                         latent_shape: tuple[int, int, int], scheduler_config: dict, *, joint: bool = False
+                         ) -> torch.Tensor:
     """Denoise window after window, each conditioned on the previous one's last frames; latents `[F, C, h, w]`."""
     check_window(animate_net, options.window)
     count, identity = animate_net.motion_frames, conditioning.identity
@@ -80,15 +96,16 @@ def sample_motion_frames(animate_net, identity_net, conditioning: VideoCondition
         structure = torch.cat([structure, structure[-1:].expand(total - structure.shape[0], -1, -1, -1)])
     passes = make_passes(conditioning, options, joint)
     denoise = make_denoiser(animate_net, conditioning, options, joint)
-    noise = initial_noise((total, *latent_shape), options.seed)
-    out = torch.empty_like(noise)
+    hallo_rows = row_mode(options, joint) == "hallo"
+    out = torch.empty((total, *latent_shape))
+    noises = window_noise(options, (total, *latent_shape), width, joint)
     previous = identity.latents[:1].repeat(count, 1, 1, 1)  # the first window's motion frames: the reference
-    for index, (start, end) in enumerate(windows):
+    for index, ((start, end), noise) in enumerate(zip(windows, noises)):
         motion = motion_features(identity_net, animate_net, identity, previous.to(param.device, param.dtype), passes,
                                  conditioning.null_text, hallo_rows)
         scheduler = make_scheduler(options.scheduler, scheduler_config, options.karras)
         scheduler.set_timesteps(options.steps)
-        x = noise[start:end] * scheduler.init_noise_sigma
+        x = noise[: end - start] * scheduler.init_noise_sigma
         for step, t in enumerate(scheduler.timesteps):
             scales = conditioning.scales_at(step, len(scheduler.timesteps))
             pred = denoise(scheduler.scale_model_input(x, t), t, start, end, scales, structure, motion)

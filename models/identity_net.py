@@ -37,25 +37,34 @@ class IdentityFeatures:
     null_tokens: torch.Tensor | None = None  # tokens of a zero embedding: Hallo's unconditional identity
     latents: torch.Tensor | None = None  # the reference latents `[R, C, h, w]`, for motion frames
     regions: object | None = None  # RegionMasks from the reference (Hallo's audio masks and face box)
+    null_identity: dict[str, torch.Tensor] | None = None  # [1, R·N, ch]: the references under `null_tokens`
 
-    def bank(self, text_scale: float) -> IdentityBank:
+    def bank(self, text_scale: float, with_null_identity: bool = False) -> IdentityBank:
         """Rows (text, null) for the sampler, with IdentityNet's text edit scaled by λ_text:
-        features(λ) = null + λ·(text − null). λ = 1 is the prompt, λ = 0 no text at all."""
+        features(λ) = null + λ·(text − null). λ = 1 is the prompt, λ = 0 no text at all.
+        `with_null_identity` appends the row of the references under the zero face embedding, as last row
+        (Hallo's guided batch reads it, see `sampling.bank_rows`)."""
         if "text" not in self.conditions:
-            return IdentityBank({k: v[:1] for k, v in self.features.items()})
-        t, n = self.conditions.index("text"), self.conditions.index("null")
-        rows = {}
-        for layer, feats in self.features.items():
-            text, null = feats[t: t + 1], feats[n: n + 1]
-            edited = text if text_scale == 1 else null + text_scale * (text - null)
-            rows[layer] = torch.cat([edited, null])
+            rows = {k: v[:1] for k, v in self.features.items()}
+        else:
+            t, n = self.conditions.index("text"), self.conditions.index("null")
+            rows = {}
+            for layer, feats in self.features.items():
+                text, null = feats[t: t + 1], feats[n: n + 1]
+                edited = text if text_scale == 1 else null + text_scale * (text - null)
+                rows[layer] = torch.cat([edited, null])
+        if with_null_identity:
+            if self.null_identity is None:
+                raise ValueError("these identity features have no zero-embedding row (not a Hallo-layout model)")
+            rows = {k: torch.cat([v, self.null_identity[k]]) for k, v in rows.items()}
         return IdentityBank(rows)
 
     def to(self, device=None, dtype=None) -> IdentityFeatures:
         move = lambda x: None if x is None else x.to(device=device, dtype=dtype)  # noqa: E731
+        null_identity = None if self.null_identity is None else {k: move(v) for k, v in self.null_identity.items()}
         return IdentityFeatures({k: move(v) for k, v in self.features.items()}, move(self.tokens),
                                 self.conditions, self.num_references, move(self.null_tokens), move(self.latents),
-                                self.regions)
+                                self.regions, null_identity)
 
 
 class IdentityNet(nn.Module):

@@ -257,8 +257,12 @@ class PortraitTalkPipeline:
         context = torch.cat([text, null_text]) if text is not None else null_text
         latents = reference_latents.to(self.device, self.dtype)
         features = self.components.identity_net(latents, context.to(self.device, self.dtype), tokens)
-        null_tokens = self.null_identity_tokens(reference_latents.shape[0]) if hallo else None
-        return IdentityFeatures(features, tokens, conditions, reference_latents.shape[0], null_tokens, latents, regions)
+        null_tokens = null_identity = None
+        if hallo:  # Hallo's unconditional face embedding, and the references under it (its guided bank reads them)
+            null_tokens = self.null_identity_tokens(reference_latents.shape[0])
+            null_identity = self.components.identity_net(latents, None, null_tokens)
+        return IdentityFeatures(features, tokens, conditions, reference_latents.shape[0], null_tokens, latents, regions,
+                                null_identity)
 
     def reference_analysis(self, images: np.ndarray, *, landmarker: str | None = None, arcface: str | None = None,
                            arcface_folders=(), warn=None):
@@ -383,7 +387,7 @@ class PortraitTalkPipeline:
         import dataclasses
 
         from .hallo_sampling import motion_features, sample_motion_frames
-        from .sampling import make_passes
+        from .sampling import make_passes, row_mode
 
         components, shape = self.components, self.latent_shape(size)
         identity = conditioning.identity
@@ -410,7 +414,7 @@ class PortraitTalkPipeline:
             first = identity.to(param.device, param.dtype)
             motion = motion_features(components.identity_net, components.animate_net, first,
                                      first.latents[:1].repeat(count, 1, 1, 1), make_passes(conditioning, options, joint),
-                                     conditioning.null_text)
+                                     conditioning.null_text, row_mode(options, joint) == "hallo")
         return sample_video(components.animate_net, conditioning, options, shape, self.config["scheduler"],
                             joint=joint, motion=motion)
 

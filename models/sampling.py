@@ -185,6 +185,36 @@ class SamplingOptions:
     callback: Callable[[SamplingProgress], None] | None = field(default=None, repr=False)
     long_audio: str | None = None  # "blended" windows or Hallo's "motion_frames"; None: the model's default
     reencode: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, repr=False)  # latents → decoded → latents
+    # Hallo fidelity (None: the model's default, "hallo" under Hallo's joint guidance, else "own"):
+    reference_rows: str | None = None  # "hallo": the reference rows of Hallo's batched guidance pass (bank_rows)
+    noise: str | None = None  # "hallo": each window draws from one generator seeded once (motion frames only)
+
+
+ROW_MODES = ("hallo", "own")
+
+
+def bank_rows(passes: list[GuidancePass], frames: int, two_text_rows: bool, hallo: bool) -> torch.Tensor | None:
+    """The IdentityBank row for every UNet row (pass-major, then frame); -1: own tokens only.
+
+    "own": each pass reads the row of its own conditions (0: prompt, 1: null prompt). "hallo": what Hallo's
+    batched guidance computes. Its read path takes each pass's reference row, then repeats the list of them
+    along the batch (`[b, l, c].repeat(1, F, 1, 1)` on a 3-D tensor), so UNet row i reads the reference row of
+    pass `i mod passes`; an identity-less pass's reference row is the reference under the zero face embedding
+    (the last bank row, `IdentityFeatures.bank(..., with_null_identity=True)`). The unconditional pass itself
+    still attends to its own tokens only. So with cfg, Hallo's conditional frames alternate between the
+    reference under the real and under the zero embedding.
+    """
+    own = [-1 if not p.identity else (0 if p.text or not two_text_rows else 1) for p in passes]
+    guided = not all(p.identity for p in passes)
+    if not guided and not two_text_rows:
+        return None
+    if not (hallo and guided):
+        return torch.tensor(own).repeat_interleave(frames)
+    null_row = 2 if two_text_rows else 1
+    read = [null_row if r < 0 else r for r in own]
+    n = len(passes)
+    return torch.tensor([-1 if own[i // frames] < 0 else read[i % n] for i in range(n * frames)])
+
 
 
 def initial_noise(shape: tuple[int, ...], seed: int) -> torch.Tensor:
@@ -195,8 +225,11 @@ def initial_noise(shape: tuple[int, ...], seed: int) -> torch.Tensor:
 class WindowDenoiser:
     """Runs AnimateNet on one window with all guidance passes batched, and combines them."""
 
-    def __init__(self, animate_net, conditioning: VideoConditioning, passes: list[GuidancePass], dtype, device):
+    def __init__(self, animate_net, conditioning: VideoConditioning, passes: list[GuidancePass], dtype, device,
+                 hallo_rows: bool = False):
         self.net, self.cond, self.passes = animate_net, conditioning, passes
+        # Hallo's rows need the reference under the zero face embedding, when there is an identity-less pass
+        self.hallo_rows = hallo_rows and not all(p.identity for p in passes)
         self.dtype, self.device = dtype, device
         cond = conditioning
         self.base = getattr(animate_net, "base_stream", "text")
@@ -225,7 +258,7 @@ class WindowDenoiser:
         if self.cond.identity is None:
             return None
         if text_scale not in self.banks:
-            self.banks[text_scale] = self.cond.identity.to(self.device, self.dtype).bank(text_scale)
+            self.banks[text_scale] = self.cond.identity.to(self.device, self.dtype).bank(text_scale, self.hallo_rows)
         return self.banks[text_scale]
 
     def __call__(self, latents: torch.Tensor, t, start: int, end: int, scales: StreamScales,
@@ -239,10 +272,9 @@ class WindowDenoiser:
         bank = self._bank(scales.text) if scales.identity != 0 else None
         rows = None
         if bank is not None:
-            two = len(next(iter(bank.features.values()))) > 1  # row 0: prompt, row 1: null
-            if two or not all(p.identity for p in self.passes):
-                rows = torch.tensor([-1 if not p.identity else (0 if p.text or not two else 1) for p in self.passes],
-                                    device=self.device).repeat_interleave(frames)
+            two = len(next(iter(bank.features.values()))) - int(self.hallo_rows) > 1  # row 0: prompt, row 1: null
+            rows = bank_rows(self.passes, frames, two, self.hallo_rows)
+            rows = None if rows is None else rows.to(self.device)
         text_tokens = None
         if self.text_tokens is not None and scales.text != 0:
             text_tokens = self.text_tokens.repeat_interleave(frames, dim=0)
@@ -266,7 +298,14 @@ def make_passes(conditioning: VideoConditioning, options: SamplingOptions, joint
 def make_denoiser(animate_net, conditioning: VideoConditioning, options: SamplingOptions, joint: bool = False):
     param = next(animate_net.parameters())
     return WindowDenoiser(animate_net, conditioning, make_passes(conditioning, options, joint), param.dtype,
-                          param.device)
+                          param.device, hallo_rows=row_mode(options, joint) == "hallo")
+
+
+def row_mode(options: SamplingOptions, joint: bool) -> str:
+    mode = options.reference_rows or ("hallo" if joint else "own")
+    if mode not in ROW_MODES:
+        raise ValueError(f"reference_rows must be one of {', '.join(ROW_MODES)}, not {mode!r}")
+    return mode
 
 
 def check_window(animate_net, window: int) -> None:
