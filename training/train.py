@@ -246,6 +246,8 @@ def _load_rng(path: Path, rank: int, world: int, sampler, generator) -> None:
         raise FileNotFoundError(f"{file}: no sampler state for rank {rank}; {path.name} was written by {saved} "
                                 f"process(es), this run has {world}: resume with {saved}")
     with safe_open(str(file), "pt") as f:
+        if int(f.metadata()["rank"]) != rank:
+            raise ValueError(f"{file} holds the state of rank {f.metadata()['rank']}, not {rank}")
         generator.set_state(f.get_tensor("generator"))
         sampler.rng.bit_generator.state = json.loads(f.metadata()["sampler_state"])
 
