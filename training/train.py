@@ -241,6 +241,12 @@ def _load_rng(path: Path, rank: int, world: int, sampler, generator) -> None:
     from safetensors import safe_open
 
     file = path / f"rng_rank{rank}.safetensors"
+    legacy = json.loads((path / "progress.json").read_text()).get("sampler_state")
+    if not file.is_file() and legacy is not None and world == 1 and (path / "generator.pt").is_file():
+        # a 1-process checkpoint of the earlier format: the state in progress.json and a tensor file
+        generator.set_state(torch.load(path / "generator.pt", weights_only=True))
+        sampler.rng.bit_generator.state = legacy
+        return
     if not file.is_file():
         saved = len(list(path.glob("rng_rank*.safetensors")))
         raise FileNotFoundError(f"{file}: no sampler state for rank {rank}; {path.name} was written by {saved} "
