@@ -238,7 +238,7 @@ def test_a_dropped_stream_is_the_same_forward_as_no_stream(data):
     from comfyui_portraittalk.models.attention import AttentionContext, IdentityBank, StreamScales
     from comfyui_portraittalk.models.components import build_components
     from comfyui_portraittalk.models.config import load_config
-    from tests.conftest import wake_zero_branches
+    from conftest import wake_zero_branches
 
     torch.manual_seed(0)
     components = build_components(load_config("tiny"))
