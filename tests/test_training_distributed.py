@@ -281,3 +281,44 @@ def test_the_training_module_runs_or_says_why():
     helped = subprocess.run([sys.executable, "-m", "comfyui_portraittalk.training", "train", "--help"], env=env,
                             capture_output=True, text=True, timeout=120)
     assert helped.returncode == 0 and "--checkpoint-every" in helped.stdout
+
+
+def test_rng_state_files_are_per_rank_and_checked(tmp_path):
+    """`_load_rng` restores this rank's file only; a missing or foreign file is an error that says why; a
+    1-process checkpoint of the earlier format (generator.pt, sampler state in progress.json) still loads."""
+    from types import SimpleNamespace
+
+    from safetensors.torch import save_file
+
+    from comfyui_portraittalk.training.train import _load_rng
+
+    def sampler(seed):
+        return SimpleNamespace(rng=np.random.default_rng(seed))
+
+    saved_gen, saved_sampler = torch.Generator().manual_seed(5), sampler(9)
+    saved_sampler.rng.random(3)
+    ckpt = tmp_path / "stage1-step000004"
+    ckpt.mkdir()
+    (ckpt / "progress.json").write_text(json.dumps({"stage": 1, "step": 4}))
+    save_file({"generator": saved_gen.get_state()}, str(ckpt / "rng_rank1.safetensors"),
+              metadata={"sampler_state": json.dumps(saved_sampler.rng.bit_generator.state), "rank": "0", "world": "2"})
+    with pytest.raises(FileNotFoundError, match="rank 0.*resume with 1"):
+        _load_rng(ckpt, 0, 2, sampler(0), torch.Generator())
+    with pytest.raises(ValueError, match="state of rank 0, not 1"):
+        _load_rng(ckpt, 1, 2, sampler(0), torch.Generator())
+    save_file({"generator": saved_gen.get_state()}, str(ckpt / "rng_rank1.safetensors"),
+              metadata={"sampler_state": json.dumps(saved_sampler.rng.bit_generator.state), "rank": "1", "world": "2"})
+    gen, restored = torch.Generator(), sampler(0)
+    _load_rng(ckpt, 1, 2, restored, gen)
+    assert torch.equal(gen.get_state(), saved_gen.get_state())
+    assert restored.rng.random() == saved_sampler.rng.random()
+
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    torch.save(saved_gen.get_state(), legacy / "generator.pt")
+    (legacy / "progress.json").write_text(json.dumps({"stage": 1, "step": 4,
+                                                      "sampler_state": saved_sampler.rng.bit_generator.state}))
+    gen, restored = torch.Generator(), sampler(0)
+    _load_rng(legacy, 0, 1, restored, gen)
+    assert torch.equal(gen.get_state(), saved_gen.get_state())
+    assert restored.rng.random() == saved_sampler.rng.random()
