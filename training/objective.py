@@ -6,6 +6,17 @@
   network must complete the face from the reference and the rest of the frame.
 - Condition dropout: text and audio per row, identity and structure per batch, so guidance has its
   unconditional branches.
+
+Distributed training (DDP) needs every trainable parameter in the graph of every step. A dropped stream
+therefore still runs, and its output is multiplied by 0 (audio tokens, identity tokens, the structure
+residual) or masked out of attention (IdentityNet features): its parameters get a zero gradient instead of
+none, and the forward is the same as without the stream. The few IdentityNet parameters that can never
+reach the loss (the last block, after the input of its self-attention: that input is IdentityNet's last
+feature) are frozen.
+
+The loss is a mean over rows of per-row terms, and every random draw is made for the global batch
+(`Batch.global_rows`) with this rank's rows taken from it. So the gradient that DDP averages over ranks
+equals the one-process gradient of the same global batch.
 """
 
 from __future__ import annotations
@@ -16,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.attention import AttentionContext, IdentityBank, StreamScales
+from ..models.attention import AttentionContext, IdentityBank
 from ..models.temporal import is_temporal_key
 from .data import Batch
 
@@ -62,8 +73,33 @@ class PortraitTalkObjective(nn.Module):
         if stage not in STAGES:
             raise ValueError(f"stage must be 1 or 2, not {stage}")
         self.stage = stage
+        dead = self.dead_parameter_names()
         for name, param in self.named_parameters():
-            param.requires_grad_(stage_trainable(name, stage))
+            param.requires_grad_(stage_trainable(name, stage) and name not in dead)
+
+    def dead_parameter_names(self) -> set[str]:
+        """IdentityNet parameters that never reach the loss: IdentityNet's output is the input of each
+        self-attention layer, so in the last transformer block everything after that input (the attention
+        itself, the cross-attention, the feed-forward, the block's output projection) is unused."""
+        from ..models.attention import self_attention_layers
+
+        import re
+
+        def run_order(layer: str) -> tuple:  # down blocks, the mid block, then the up blocks
+            part = {"down_blocks": 0, "mid_block": 1, "up_blocks": 2}[layer.split(".")[0]]
+            return (part, *(int(n) for n in re.findall(r"\.(\d+)(?=\.)", layer)))
+
+        layers = self_attention_layers(self.identity_net.unet)
+        if not layers:
+            return set()
+        block = max(layers, key=run_order).rsplit(".", 1)[0]  # up_blocks.2.attentions.1.transformer_blocks.0
+        transformer = block.split(".transformer_blocks.")[0]  # ...attentions.1
+        dead = set()
+        for name, _ in self.identity_net.unet.named_parameters():
+            in_block = name.startswith(block + ".") and not name.startswith(block + ".norm1.")
+            if in_block or name.startswith(transformer + ".proj_out."):
+                dead.add(f"identity_net.unet.{name}")
+        return dead
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
@@ -78,40 +114,54 @@ class PortraitTalkObjective(nn.Module):
     def forward(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         cfg, device = self.loss_config, batch.targets.device
         rows, frames = batch.targets.shape[:2]
-        rand = lambda *shape: torch.rand(shape, generator=generator).to(device)  # noqa: E731
+        offset, total = batch.row_offset, batch.global_rows or rows
+        mine = slice(offset, offset + rows)
+        once = lambda: float(torch.rand((1,), generator=generator))  # noqa: E731  (one draw per global batch)
+
+        def per_row(draw, *shape, **kw):  # a draw for every row of the global batch; this rank's rows of it
+            return draw(*kw.pop("args", ()), (total, *shape), generator=generator, **kw)[mine].to(device)
 
         with torch.set_grad_enabled(self.stage == 1 and torch.is_grad_enabled()):
             text = self.text_encoder(batch.captions)
         features, tokens = self._identity(batch, text)
-        drop_identity = bool(rand(1) < cfg.identity_dropout)
+        keep_identity = 0.0 if once() < cfg.identity_dropout else 1.0
         per_frame = torch.arange(rows, device=device).repeat_interleave(frames)
         audio = self.audio_proj(batch.audio.flatten(0, 1))
-        audio = audio * (rand(rows) >= cfg.audio_dropout).repeat_interleave(frames).view(-1, 1, 1)
-        ctx = AttentionContext(scales=StreamScales(identity=0.0 if drop_identity else 1.0),
-                               identity_tokens=tokens[per_frame], audio_tokens=audio,
-                               bank=IdentityBank(features), condition_rows=per_frame)
+        keep_audio = per_row(torch.rand) >= cfg.audio_dropout
+        audio = audio * keep_audio.repeat_interleave(frames).view(-1, 1, 1)
+        # a dropped identity: its tokens are zeros (no bias in their K/V: the stream adds exactly 0) and every
+        # row attends to its own tokens only (condition row -1), as with λ_identity = 0, but in the graph
+        ctx = AttentionContext(identity_tokens=tokens[per_frame] * keep_identity, audio_tokens=audio,
+                               bank=IdentityBank(features),
+                               condition_rows=per_frame if keep_identity else torch.full_like(per_frame, -1))
 
         x0 = self.codec.encode(batch.targets.flatten(0, 1) * 2 - 1)
         x0 = x0.view(rows, frames, *x0.shape[1:])
-        noise = torch.randn(x0.shape, generator=generator).to(device)
-        t = torch.randint(0, self.noise_schedule.config.num_train_timesteps, (rows,), generator=generator).to(device)
+        latent = x0.shape[1:]
+        noise = per_row(torch.randn, *latent)
+        t = per_row(torch.randint, args=(0, self.noise_schedule.config.num_train_timesteps))
         t_frames = t.repeat_interleave(frames)
         flat = lambda x: x.flatten(0, 1)  # noqa: E731
         noisy = self.noise_schedule.add_noise(flat(x0), flat(noise), t_frames).view_as(x0)
         target = self._target(x0, noise, t_frames)
 
-        hidden = self._patch_mask(x0.shape, rand) * (rand(rows) < cfg.mask_probability).view(-1, 1, 1, 1, 1)
-        noisy = torch.where(hidden.bool(), torch.randn(x0.shape, generator=generator).to(device), noisy)
-        structure = None if bool(rand(1) < cfg.structure_dropout) else batch.face
-        pred = self.animate_net(noisy, t, text, ctx, structure)
+        hidden = self._patch_mask(latent, per_row) * (per_row(torch.rand) < cfg.mask_probability).view(-1, 1, 1, 1, 1)
+        noisy = torch.where(hidden.bool(), per_row(torch.randn, *latent), noisy)
+        # a dropped structure map still runs through the encoder, with weight 0
+        keep_structure = torch.full((rows,), 0.0 if once() < cfg.structure_dropout else 1.0, device=device)
+        pred = self.animate_net(noisy, t, text, ctx, batch.face, structure_weight=keep_structure)
 
         factor = batch.targets.shape[-1] // x0.shape[-1]
         face = F.avg_pool2d(flat(batch.face), factor).view(rows, frames, 1, *x0.shape[-2:])
         lip = F.avg_pool2d(flat(batch.lip), factor).view(rows, frames, 1, *x0.shape[-2:])
         weight = 1 + cfg.face_weight * face + cfg.lip_weight * lip
         error = (pred.float() - target.float()) ** 2
-        denoise = (error * weight).mean() / weight.mean()
-        masked = (error * hidden).sum() / (hidden.sum() * error.shape[2]).clamp(min=1)
+        dims = (1, 2, 3, 4)
+        denoise = ((error * weight).mean(dims) / weight.mean(dims)).mean()  # per row, then the mean of rows
+        # the masked region's error per masked row (0 on the others), scaled so that its expectation over
+        # rows is that of a masked row
+        masked_rows = (error * hidden).sum(dims) / (hidden.sum(dims) * error.shape[2]).clamp(min=1)
+        masked = masked_rows.mean() / max(cfg.mask_probability, 1e-6)
         loss = denoise + cfg.mask_loss_weight * masked
         return {"loss": loss, "denoise": denoise.detach(), "mask_reconstruction": masked.detach()}
 
@@ -122,8 +172,9 @@ class PortraitTalkObjective(nn.Module):
             return self.noise_schedule.get_velocity(x0.flatten(0, 1), noise.flatten(0, 1), t_frames).view_as(x0)
         return x0 if kind == "sample" else noise
 
-    def _patch_mask(self, shape, rand, patch: int = 2) -> torch.Tensor:
+    def _patch_mask(self, latent_shape, per_row, patch: int = 2) -> torch.Tensor:
         """1 on a random `mask_ratio` of the latent grid's patch×patch cells, per frame: `[B, F, 1, h, w]`."""
-        rows, frames, _, h, w = shape
-        cells = (rand(rows, frames, 1, max(1, h // patch), max(1, w // patch)) < self.loss_config.mask_ratio).float()
-        return F.interpolate(cells.flatten(0, 1), size=(h, w), mode="nearest").view(rows, frames, 1, h, w)
+        frames, _, h, w = latent_shape
+        cells = (per_row(torch.rand, frames, 1, max(1, h // patch), max(1, w // patch)) < self.loss_config.mask_ratio)
+        rows = cells.shape[0]
+        return F.interpolate(cells.float().flatten(0, 1), size=(h, w), mode="nearest").view(rows, frames, 1, h, w)

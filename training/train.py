@@ -1,15 +1,23 @@
-"""Two-stage training on HF Accelerate: one CPU, one GPU, or `accelerate launch` on many GPUs and nodes
-run the same script. Mixed precision, gradient checkpointing, EMA, resumable checkpoints, JSONL logs and a
-progress bar. Configs are JSON files (see `training/configs/`); the output is a PortraitTalk
-`.safetensors` model that the loaders and nodes accept.
+"""Two-stage training on HF Accelerate: one process, or N processes (DDP) started by `torchrun` or
+`accelerate launch`, run the same script. Mixed precision, gradient checkpointing, EMA, resumable
+checkpoints, JSONL logs and a progress bar. Configs are JSON files (see `training/configs/`); the output is a
+PortraitTalk `.safetensors` model that the loaders and nodes accept.
 
     portraittalk train --config training/configs/demo.json --out runs/demo
+    ACCELERATE_USE_CPU=true torchrun --nproc_per_node 2 -m comfyui_portraittalk.training train --config tiny_smoke --out runs/t
+
+A stage's `rows` is the batch of one process: the global batch is `rows × processes`. Every process draws
+the same global batch and takes its own rows of it (training/data.py), so a run's data and noise do not
+depend on the number of processes. A checkpoint is written to a temporary folder and renamed when every
+process has written its part, so a run killed at any moment resumes from its last complete checkpoint.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import sys
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -49,14 +57,16 @@ def ensure_data(config: dict, data_dir: Path | None, out_dir: Path, log) -> Path
 
 
 def _checkpoints(out_dir: Path) -> list[Path]:
-    return sorted((out_dir / "checkpoints").glob("stage*-step*"), key=lambda p: (int(p.name[5]), int(p.name.split("step")[1])))
+    """Complete checkpoints, oldest first (a partial one is named `.partial-…` and is not listed)."""
+    found = [p for p in (out_dir / "checkpoints").glob("stage*-step*") if (p / "progress.json").is_file()]
+    return sorted(found, key=lambda p: (int(p.name[5]), int(p.name.split("step")[1])))
 
 
 def train(config: dict, out_dir: Path, data_dir: Path | None = None, *, resume: bool = True,
           max_steps: dict | None = None, log_every: int = 25, checkpoint_every: int = 500) -> Path:
     """Run the configured stages; returns the path of the exported model."""
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    from accelerate.utils import DistributedDataParallelKwargs, set_seed
     from diffusers.optimization import get_scheduler
     from diffusers.training_utils import EMAModel
     from tqdm.auto import tqdm
@@ -66,8 +76,15 @@ def train(config: dict, out_dir: Path, data_dir: Path | None = None, *, resume: 
     from .data import ClipStore, PairSampler, VideoSampler
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    accelerator = Accelerator(mixed_precision=config.get("precision", "no"),
-                              gradient_accumulation_steps=config.get("gradient_accumulation", 1))
+    # every trainable parameter is in every step's graph (objective.py), so DDP need not search for unused
+    # ones; "find_unused_parameters": true is there to measure that claim, or for recipes that break it
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=bool(config.get("find_unused_parameters", False)))
+    # the schedule steps once per optimizer step: accelerate would step it once per process, for data
+    # loaders that shard a fixed number of batches, but here a step is one global batch whatever the count
+    accelerator = Accelerator(mixed_precision=config.get("precision", "no"), kwargs_handlers=[ddp],
+                              gradient_accumulation_steps=config.get("gradient_accumulation", 1),
+                              step_scheduler_with_optimizer=False)
+    rank, world = accelerator.process_index, accelerator.num_processes
     log_file = out_dir / "train_log.jsonl"
 
     def log(message: str) -> None:
@@ -96,14 +113,15 @@ def train(config: dict, out_dir: Path, data_dir: Path | None = None, *, resume: 
     data_dir = ensure_data(config, data_dir, out_dir, log) if accelerator.is_main_process else data_dir or out_dir / "synthtalk"
     accelerator.wait_for_everyone()
     store = ClipStore(data_dir, default_audio_encoder(model_config), int(model_config["audio"]["window_radius"]))
-    log(f"{len(store)} clips from {data_dir}; {sum(p.numel() for p in objective.parameters()) / 1e6:.2f}M parameters")
+    log(f"{len(store)} clips from {data_dir}; {sum(p.numel() for p in objective.parameters()) / 1e6:.2f}M parameters; "
+        f"{world} process(es), {accelerator.distributed_type}")
 
     done = {}
     ckpts = _checkpoints(out_dir) if resume else []
     if ckpts:
         done = json.loads((ckpts[-1] / "progress.json").read_text())
         log(f"resuming from {ckpts[-1].name}")
-    generator = torch.Generator().manual_seed(seed + accelerator.process_index)
+    generator = torch.Generator().manual_seed(seed)  # the same on every rank: each takes its rows of every draw
     for stage_config in config["stages"]:
         stage = int(stage_config["stage"])
         steps = int((max_steps or {}).get(stage, stage_config["steps"]))
@@ -121,14 +139,14 @@ def train(config: dict, out_dir: Path, data_dir: Path | None = None, *, resume: 
         sampler = sampler_cls(store, stage_config["rows"], stage_config["frames"],
                               edit_probability=stage_config.get("edit_probability", 0.0),
                               text_dropout=config.get("text_dropout", 0.1),
-                              seed=seed * 1000 + stage * 17 + accelerator.process_index)
+                              seed=seed * 1000 + stage * 17, rank=rank, world=world)
         start = 0
         if ckpts and done.get("stage") == stage:
             accelerator.load_state(str(ckpts[-1]))
             _load_ema(ema, ckpts[-1])
             start = int(done["step"])
-            sampler.rng.bit_generator.state = done["sampler_state"]
-            generator.set_state(torch.load(ckpts[-1] / "generator.pt", weights_only=True))
+            _load_rng(ckpts[-1], rank, world, sampler, generator)
+        log(f"stage {stage}: {steps} steps of {sampler.rows} rows × {world} process(es) = {sampler.rows * world} rows")
         bar = tqdm(range(start, steps), initial=start, total=steps, desc=f"stage {stage}",
                    disable=not accelerator.is_main_process)
         began, running = time.time(), []
@@ -140,15 +158,20 @@ def train(config: dict, out_dir: Path, data_dir: Path | None = None, *, resume: 
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(params, stage_config.get("max_grad_norm", 1.0))
                 optimizer.step()
-                lr_schedule.step()
+                if accelerator.sync_gradients:
+                    lr_schedule.step()
                 optimizer.zero_grad(set_to_none=True)
             if accelerator.sync_gradients:
                 ema.step(params)
             running.append({k: float(v.detach()) for k, v in parts.items()})
             if (step + 1) % log_every == 0 or step + 1 == steps:
                 mean = {k: sum(r[k] for r in running) / len(running) for k in running[0]}
-                record = {"stage": stage, "step": step + 1, "seconds": round(time.time() - began, 1),
-                          "lr": lr_schedule.get_last_lr()[0], **{k: round(v, 5) for k, v in mean.items()}}
+                if world > 1:  # the mean over ranks: the loss of the global batch
+                    reduced = accelerator.reduce(torch.tensor(list(mean.values()), dtype=torch.float64,
+                                                              device=accelerator.device), "mean")
+                    mean = dict(zip(mean, reduced.tolist()))
+                record = {"stage": stage, "step": step + 1, "seconds": round(time.time() - began, 3),
+                          "lr": lr_schedule.get_last_lr()[0], **{k: round(v, 7) for k, v in mean.items()}}
                 if accelerator.is_main_process:
                     with open(log_file, "a") as f:
                         f.write(json.dumps(record) + "\n")
@@ -180,20 +203,59 @@ def _to(batch, device):
 
 
 def _checkpoint(accelerator, out_dir: Path, stage: int, step: int, ema, sampler, generator, complete: bool) -> None:
-    """accelerate's state (model, optimizer, schedule, RNGs) plus the EMA, the data sampler and the noise
-    generator, so a resumed run continues the same sequence."""
+    """accelerate's state (model, optimizer, schedule, each rank's RNGs) plus the EMA, and each rank's data
+    sampler and noise generator (`rng_rank{r}.safetensors`), so a resumed run continues the same sequence.
+
+    Written to `checkpoints/.partial-…` and renamed when every rank has written its part (and
+    `progress.json`, last): a folder named `stage*-step*` is always complete."""
     from safetensors.torch import save_file
 
-    path = out_dir / "checkpoints" / f"stage{stage}-step{step:06d}"
-    accelerator.save_state(str(path))
+    name = f"stage{stage}-step{step:06d}"
+    final = out_dir / "checkpoints" / name
+    partial = out_dir / "checkpoints" / f".partial-{name}"
+    if accelerator.is_main_process and partial.exists():
+        shutil.rmtree(partial)  # left by a run killed while writing it
+    accelerator.wait_for_everyone()
+    partial.mkdir(parents=True, exist_ok=True)
+    accelerator.save_state(str(partial))
+    rank, world = accelerator.process_index, accelerator.num_processes
+    save_file({"generator": generator.get_state()}, str(partial / f"rng_rank{rank}.safetensors"),
+              metadata={"sampler_state": json.dumps(sampler.rng.bit_generator.state), "rank": str(rank),
+                        "world": str(world)})
+    accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         save_file({str(i): p.detach().cpu().contiguous() for i, p in enumerate(ema.shadow_params)},
-                  str(path / "ema_shadow.safetensors"), metadata={"optimization_step": str(ema.optimization_step)})
-        torch.save(generator.get_state(), path / "generator.pt")
-        progress = {"stage": stage, "step": step, "sampler_state": sampler.rng.bit_generator.state,
+                  str(partial / "ema_shadow.safetensors"), metadata={"optimization_step": str(ema.optimization_step)})
+        progress = {"stage": stage, "step": step, "world": world,
                     **{f"stage{s}": "complete" for s in range(1, stage)},
                     f"stage{stage}": "complete" if complete else "running"}
-        (path / "progress.json").write_text(json.dumps(progress))
+        (partial / "progress.json").write_text(json.dumps(progress))
+        if final.exists():  # the same step written again (a resumed run that repeats it)
+            shutil.rmtree(final)
+        partial.rename(final)
+    accelerator.wait_for_everyone()
+
+
+def _load_rng(path: Path, rank: int, world: int, sampler, generator) -> None:
+    """This rank's sampler and noise-generator state (safetensors and JSON: nothing is unpickled)."""
+    from safetensors import safe_open
+
+    file = path / f"rng_rank{rank}.safetensors"
+    legacy = json.loads((path / "progress.json").read_text()).get("sampler_state")
+    if not file.is_file() and legacy is not None and world == 1 and (path / "generator.pt").is_file():
+        # a 1-process checkpoint of the earlier format: the state in progress.json and a tensor file
+        generator.set_state(torch.load(path / "generator.pt", weights_only=True))
+        sampler.rng.bit_generator.state = legacy
+        return
+    if not file.is_file():
+        saved = len(list(path.glob("rng_rank*.safetensors")))
+        raise FileNotFoundError(f"{file}: no sampler state for rank {rank}; {path.name} was written by {saved} "
+                                f"process(es), this run has {world}: resume with {saved}")
+    with safe_open(str(file), "pt") as f:
+        if int(f.metadata()["rank"]) != rank:
+            raise ValueError(f"{file} holds the state of rank {f.metadata()['rank']}, not {rank}")
+        generator.set_state(f.get_tensor("generator"))
+        sampler.rng.bit_generator.state = json.loads(f.metadata()["sampler_state"])
 
 
 def _load_ema(ema, path: Path) -> None:
@@ -220,11 +282,16 @@ def train_main(argv=None) -> int:
                         help="clip data set (portraittalk synth / preprocess); default: make SynthTalk clips")
     parser.add_argument("--no-resume", action="store_true", help="start over even if checkpoints exist")
     parser.add_argument("--steps", default=None, help="override steps per stage, e.g. '1:200,2:50'")
+    parser.add_argument("--log-every", type=int, default=25, help="steps per line of train_log.jsonl")
+    parser.add_argument("--checkpoint-every", type=int, default=500, help="steps per checkpoint")
     args = parser.parse_args(argv)
     config = load_train_config(args.config)
     steps = {int(k): int(v) for k, v in (x.split(":") for x in args.steps.split(","))} if args.steps else None
-    path = train(config, args.out, args.data, resume=not args.no_resume, max_steps=steps)
+    path = train(config, args.out, args.data, resume=not args.no_resume, max_steps=steps, log_every=args.log_every,
+                 checkpoint_every=args.checkpoint_every)
     print(path)
     return 0
 
 
+if __name__ == "__main__":
+    sys.exit(train_main())
