@@ -25,6 +25,7 @@ omegaconf, safetensors, pillow; Hallo imports xformers at module level, so put a
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import types
 from functools import partialmethod
@@ -238,8 +239,8 @@ def main(src: Path, out: Path, timed: bool = False) -> None:
             print(f"hallo: one 40-step window of {FRAMES} frames at {SIZE}², cfg {CFG}: "
                   f"{time.perf_counter() - start:.1f} s ({torch.get_num_threads()} threads)")
 
-    commit = (src / ".git").exists() and __import__("subprocess").run(
-        ["git", "-C", str(src), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = (src / ".git").exists() and subprocess.run(["git", "-C", str(src), "rev-parse", "--short", "HEAD"],
+                                                        capture_output=True, text=True).stdout.strip()
     save_file({k: v.contiguous().float() if v.is_floating_point() else v.contiguous() for k, v in record.items()},
               out / "golden.safetensors", metadata={"hallo_commit": commit or "unknown", "cfg": str(CFG),
                                                     "frames": str(FRAMES), "motion_frames": str(MOTION)})
