@@ -394,8 +394,9 @@ class PortraitTalkPipeline:
         if size is None and self.follows_reference_size and identity is not None and identity.latents is not None:
             shape = (shape[0], *identity.latents.shape[-2:])  # the video takes the reference's size
         joint = self.config["sampling"].get("guidance") == "joint"
-        if options.long_audio is None and conditioning.long_audio is not None:
-            options = dataclasses.replace(options, long_audio=conditioning.long_audio)
+        for name in ("long_audio", "reference_rows", "noise"):  # what the conditioning sets, the options did not
+            if getattr(options, name) is None and getattr(conditioning, name) is not None:
+                options = dataclasses.replace(options, **{name: getattr(conditioning, name)})
         if options.reencode is None and conditioning.reencode is not None:
             options = dataclasses.replace(options, reencode=conditioning.reencode)
         if options.structure is None and identity is not None and identity.regions is not None:

@@ -134,6 +134,8 @@ class VideoConditioning:
     base_stream: str = "text"  # the stream outside the step range keeps λ = 1 (Hallo: identity)
     region_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # Hallo's pose, face and lip weights
     long_audio: str | None = None  # overrides the model's default long-audio scheme (see SamplingOptions)
+    reference_rows: str | None = None  # overrides SamplingOptions' default (Hallo fidelity)
+    noise: str | None = None  # overrides SamplingOptions' default (Hallo fidelity)
     reencode: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, repr=False)  # for motion frames
 
     def scales_at(self, step: int, num_steps: int) -> StreamScales:

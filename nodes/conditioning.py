@@ -226,6 +226,7 @@ class ApplyDecoupledAttention(io.ComfyNode):
 
 
 LONG_AUDIO = ["motion_frames", "blended"]
+FIDELITY = ["hallo", "own"]
 
 
 class HalloSettings(io.ComfyNode):
@@ -237,7 +238,8 @@ class HalloSettings(io.ComfyNode):
             description="Options of models converted from Hallo's weights: the weights of the audio attention in "
                         "the background (pose), face and lip regions, and how long audio is split: Hallo's motion "
                         "frames (windows one after another, each starting from the last frames of the previous "
-                        "one) or blended overlapping windows. Returns a new patched AnimateNet.",
+                        "one) or blended overlapping windows; and, by default, Hallo's own reference rows and noise, so "
+                        "that its weights run as in Hallo (docs/hallo.md). Returns a new patched AnimateNet.",
             inputs=[
                 io_types.AnimateNet.Input("animate_net", tooltip="From 'Apply Decoupled Attention'."),
                 io.Float.Input("pose_weight", default=1.0, min=0.0, max=3.0, step=0.05,
@@ -252,16 +254,30 @@ class HalloSettings(io.ComfyNode):
                 io.Vae.Input("vae", optional=True,
                              tooltip="Motion frames are decoded and encoded again between windows, as Hallo does; "
                                      "without a VAE their latents are used as they are."),
+                io.Combo.Input("reference_rows", options=FIDELITY, default="hallo", optional=True,
+                               tooltip="hallo: the reference features Hallo's guided pass gives its conditional frames "
+                                       "(alternating between the real and the zero face embedding), what its weights "
+                                       "were judged by. own: every conditional frame sees the reference under the "
+                                       "real embedding."),
+                io.Combo.Input("noise", options=FIDELITY, default="hallo", optional=True,
+                               tooltip="hallo: each window draws its noise from one generator seeded once, as Hallo's "
+                                       "inference does (seed 42 gives Hallo's noise). own: one draw for the video."),
             ],
             outputs=[io_types.AnimateNet.Output("patched", display_name="animate_net")],
         )
 
     @classmethod
-    def validate_inputs(cls, long_audio):
-        return True if long_audio in LONG_AUDIO else f"long_audio must be one of {LONG_AUDIO}, got {long_audio!r}"
+    def validate_inputs(cls, long_audio, reference_rows="hallo", noise="hallo"):
+        if long_audio not in LONG_AUDIO:
+            return f"long_audio must be one of {LONG_AUDIO}, got {long_audio!r}"
+        for name, value in (("reference_rows", reference_rows), ("noise", noise)):
+            if value not in FIDELITY:
+                return f"{name} must be one of {FIDELITY}, got {value!r}"
+        return True
 
     @classmethod
-    def execute(cls, animate_net, pose_weight, face_weight, lip_weight, long_audio, vae=None) -> io.NodeOutput:
+    def execute(cls, animate_net, pose_weight, face_weight, lip_weight, long_audio, vae=None, reference_rows="hallo",
+                noise="hallo") -> io.NodeOutput:
         import dataclasses
 
         if not hasattr(animate_net, "conditioning"):
@@ -273,7 +289,8 @@ class HalloSettings(io.ComfyNode):
             return (vae.encode(images.reshape(-1, *images.shape[-3:])[..., :3]) * scale).float().cpu()
 
         conditioning = dataclasses.replace(animate_net.conditioning, region_weights=(pose_weight, face_weight, lip_weight),
-                                           long_audio=long_audio, reencode=reencode if vae is not None else None)
+                                           long_audio=long_audio, reencode=reencode if vae is not None else None,
+                                           reference_rows=reference_rows, noise=noise)
         return io.NodeOutput(dataclasses.replace(animate_net, conditioning=conditioning))
 
 

@@ -168,17 +168,9 @@ issue's reduced model with Hallo-scale weights: 6.5e-2). Hallo's rows are what i
     assert relative(own[1], golden["guided_first.step1.cond"]) > 30 * relative(hallo[1], golden["guided_first.step1.cond"])
 
 
-def test_three_ddim_steps_with_hallos_noise_equal_hallos(pipe, conditioned, golden, monkeypatch):
-    """Hallo seeds torch.manual_seed(42) once and each window draws [1, C, F, h, w] in turn; with noise="hallo"
-    and seed 42 the windows start from the same noise, bit for bit, and the first DDIM steps of the 40-step
-    schedule (cfg 3.5, the sampler's own loop) land where Hallo's do."""
+def _first_steps(pipe, cond, options, monkeypatch, count=3):
+    """The latents after the first `count` scheduler steps of the sampler's own loop."""
     from comfyui_portraittalk.models import hallo_sampling
-
-    cond, _ = conditioned
-    options = _options(steps=40, seed=42, audio_guidance=CFG, noise="hallo")
-    windows = hallo_sampling.window_noise(options, (2 * FRAMES, 4, 16, 16), FRAMES, joint=True)
-    for k, noise in enumerate([next(windows), next(windows)]):
-        assert torch.equal(noise, golden[f"ddim.noise{k}"][0].transpose(0, 1)), f"window {k}"
 
     steps, make_scheduler = [], hallo_sampling.make_scheduler
 
@@ -192,7 +184,7 @@ def test_three_ddim_steps_with_hallos_noise_equal_hallos(pipe, conditioned, gold
         def record(*a, **k):
             result = step(*a, **k)
             steps.append(result.prev_sample)
-            if len(steps) == 3:
+            if len(steps) == count:
                 raise Enough
             return result
         scheduler.step = record
@@ -201,6 +193,36 @@ def test_three_ddim_steps_with_hallos_noise_equal_hallos(pipe, conditioned, gold
     monkeypatch.setattr(hallo_sampling, "make_scheduler", recording)
     with pytest.raises(Enough):
         pipe.sample(cond, options)
+    monkeypatch.undo()
+    return steps
+
+
+def test_the_conditioning_carries_the_fidelity_options(pipe, conditioned, golden, monkeypatch):
+    """What the Hallo Settings node sets on the conditioning reaches the sampler: noise="own" starts elsewhere,
+    and Hallo's noise is also the default under Hallo's guidance."""
+    import dataclasses
+
+    cond, _ = conditioned
+    options = _options(steps=40, seed=42, audio_guidance=CFG)
+    default = _first_steps(pipe, cond, options, monkeypatch, count=1)[0]
+    own = _first_steps(pipe, dataclasses.replace(cond, noise="own", reference_rows="own"), options, monkeypatch, 1)[0]
+    assert relative(default.transpose(0, 1)[None], golden["ddim.step0"]) <= TOLERANCE
+    assert relative(own.transpose(0, 1)[None], golden["ddim.step0"]) > 0.5
+
+
+def test_three_ddim_steps_with_hallos_noise_equal_hallos(pipe, conditioned, golden, monkeypatch):
+    """Hallo seeds torch.manual_seed(42) once and each window draws [1, C, F, h, w] in turn; with noise="hallo"
+    and seed 42 the windows start from the same noise, bit for bit, and the first DDIM steps of the 40-step
+    schedule (cfg 3.5, the sampler's own loop) land where Hallo's do."""
+    from comfyui_portraittalk.models import hallo_sampling
+
+    cond, _ = conditioned
+    options = _options(steps=40, seed=42, audio_guidance=CFG, noise="hallo")
+    windows = hallo_sampling.window_noise(options, (2 * FRAMES, 4, 16, 16), FRAMES, joint=True)
+    for k, noise in enumerate([next(windows), next(windows)]):
+        assert torch.equal(noise, golden[f"ddim.noise{k}"][0].transpose(0, 1)), f"window {k}"
+
+    steps = _first_steps(pipe, cond, options, monkeypatch)
     assert not any(x.requires_grad for x in steps)  # the sampler keeps no autograd graph (memory stays flat)
     start = golden["ddim.noise0"]
     latents = [relative(x.transpose(0, 1)[None], golden[f"ddim.step{k}"]) for k, x in enumerate(steps)]
