@@ -16,7 +16,7 @@ import torch
 
 from .identity_net import IdentityFeatures
 from .sampling import (GuidancePass, SamplingOptions, SamplingProgress, VideoConditioning, check_window, initial_noise,
-                       make_denoiser, make_passes, make_scheduler, row_mode)
+                       follows_hallo, make_denoiser, make_passes, make_scheduler)
 
 
 def motion_conditions(passes: list[GuidancePass], count: int, hallo_rows: bool = True) -> list[list[bool]]:
@@ -62,16 +62,13 @@ def window_noise(options: SamplingOptions, shape: tuple[int, ...], width: int, j
     """The initial noise of each window, in order. Ours: one draw for the whole video (`initial_noise`).
     Hallo's: its inference seeds the global generator once (`torch.manual_seed(42)`) and each window draws
     `[1, C, F, h, w]` from it in turn, so the same seed gives Hallo's noise."""
-    mode = options.noise or ("hallo" if joint else "own")
-    if mode == "own":
-        noise = initial_noise(shape, options.seed)
-        yield from (noise[s: s + width] for s in range(0, shape[0], width))
-    elif mode == "hallo":
+    if follows_hallo(options, "noise", joint):
         generator = torch.Generator("cpu").manual_seed(int(options.seed))
         for _ in range(0, shape[0], width):
             yield torch.randn((1, shape[1], width, *shape[2:]), generator=generator)[0].transpose(0, 1)
     else:
-        raise ValueError(f"noise must be 'hallo' or 'own', not {mode!r}")
+        noise = initial_noise(shape, options.seed)
+        yield from (noise[s: s + width] for s in range(0, shape[0], width))
 
 
 @torch.no_grad()
@@ -96,7 +93,7 @@ def sample_motion_frames(animate_net, identity_net, conditioning: VideoCondition
         structure = torch.cat([structure, structure[-1:].expand(total - structure.shape[0], -1, -1, -1)])
     passes = make_passes(conditioning, options, joint)
     denoise = make_denoiser(animate_net, conditioning, options, joint)
-    hallo_rows = row_mode(options, joint) == "hallo"
+    hallo_rows = follows_hallo(options, "reference_rows", joint)
     out = torch.empty((total, *latent_shape))
     noises = window_noise(options, (total, *latent_shape), width, joint)
     previous = identity.latents[:1].repeat(count, 1, 1, 1)  # the first window's motion frames: the reference

@@ -387,7 +387,7 @@ class PortraitTalkPipeline:
         import dataclasses
 
         from .hallo_sampling import motion_features, sample_motion_frames
-        from .sampling import make_passes, row_mode
+        from .sampling import follows_hallo, make_passes
 
         components, shape = self.components, self.latent_shape(size)
         identity = conditioning.identity
@@ -415,7 +415,7 @@ class PortraitTalkPipeline:
             first = identity.to(param.device, param.dtype)
             motion = motion_features(components.identity_net, components.animate_net, first,
                                      first.latents[:1].repeat(count, 1, 1, 1), make_passes(conditioning, options, joint),
-                                     conditioning.null_text, row_mode(options, joint) == "hallo")
+                                     conditioning.null_text, follows_hallo(options, "reference_rows", joint))
         return sample_video(components.animate_net, conditioning, options, shape, self.config["scheduler"],
                             joint=joint, motion=motion)
 

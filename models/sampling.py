@@ -192,7 +192,7 @@ class SamplingOptions:
     noise: str | None = None  # "hallo": each window draws from one generator seeded once (motion frames only)
 
 
-ROW_MODES = ("hallo", "own")
+FIDELITY_MODES = ("hallo", "own")
 
 
 def bank_rows(passes: list[GuidancePass], frames: int, two_text_rows: bool, hallo: bool) -> torch.Tensor | None:
@@ -251,6 +251,7 @@ class WindowDenoiser:
             prompt = cond.text if cond.text is not None else cond.null_text
             self.text = torch.cat([prompt if p.text else cond.null_text for p in passes]).to(device, dtype)
         self.banks = {}  # per λ_text: IdentityNet features and their K/V, built once per generation
+        self.rows = {}  # per window length: each UNet row's bank row (see bank_rows)
         self.structure_weight = None
         if not all(p.identity for p in passes):
             self.structure_weight = torch.tensor([1.0 if p.identity else 0.0 for p in passes], device=device)
@@ -274,9 +275,11 @@ class WindowDenoiser:
         bank = self._bank(scales.text) if scales.identity != 0 else None
         rows = None
         if bank is not None:
-            two = len(next(iter(bank.features.values()))) - int(self.hallo_rows) > 1  # row 0: prompt, row 1: null
-            rows = bank_rows(self.passes, frames, two, self.hallo_rows)
-            rows = None if rows is None else rows.to(self.device)
+            if frames not in self.rows:
+                two = "text" in self.cond.identity.conditions  # bank row 0: prompt, row 1: null prompt
+                rows = bank_rows(self.passes, frames, two, self.hallo_rows)
+                self.rows[frames] = None if rows is None else rows.to(self.device)
+            rows = self.rows[frames]
         text_tokens = None
         if self.text_tokens is not None and scales.text != 0:
             text_tokens = self.text_tokens.repeat_interleave(frames, dim=0)
@@ -300,14 +303,16 @@ def make_passes(conditioning: VideoConditioning, options: SamplingOptions, joint
 def make_denoiser(animate_net, conditioning: VideoConditioning, options: SamplingOptions, joint: bool = False):
     param = next(animate_net.parameters())
     return WindowDenoiser(animate_net, conditioning, make_passes(conditioning, options, joint), param.dtype,
-                          param.device, hallo_rows=row_mode(options, joint) == "hallo")
+                          param.device, hallo_rows=follows_hallo(options, "reference_rows", joint))
 
 
-def row_mode(options: SamplingOptions, joint: bool) -> str:
-    mode = options.reference_rows or ("hallo" if joint else "own")
-    if mode not in ROW_MODES:
-        raise ValueError(f"reference_rows must be one of {', '.join(ROW_MODES)}, not {mode!r}")
-    return mode
+def follows_hallo(options: SamplingOptions, name: str, joint: bool) -> bool:
+    """Whether the fidelity option `name` ("reference_rows" or "noise") is Hallo's: unset, it is under Hallo's
+    joint guidance."""
+    mode = getattr(options, name) or ("hallo" if joint else "own")
+    if mode not in FIDELITY_MODES:
+        raise ValueError(f"{name} must be one of {', '.join(FIDELITY_MODES)}, not {mode!r}")
+    return mode == "hallo"
 
 
 def check_window(animate_net, window: int) -> None:
