@@ -11,22 +11,28 @@ DATASET/
     masks.npz             face: uint8 [F, H, W] in {0, 255}; lip: uint8 [F, H, W] in {0, 255}
     meta.json             {"caption": str, "attributes": {...}, "frames": F,
                            "per_frame": {"mouth_height": [...], "mouth_width": [...], "blink": [...]}, ...}
+  captions.json           optional, from `portraittalk caption` and editable by hand:
+                           {"clips": {"<clip_id>": {"caption": str, ...}}, ...}
 ```
-Only `frames.*`, `audio.wav` and `masks.npz` are required; `meta.json` holds what the source knows.
+Only `frames.*`, `audio.wav` and `masks.npz` are required; `meta.json` holds what the source knows. Where
+`captions.json` has an entry for a clip, its caption wins over meta.json's (`read_clip`).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import wave
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 
 FORMAT = "portraittalk-clips"
 VERSION = 1
+CAPTIONS_FILE = "captions.json"  # written by `portraittalk caption` (training/caption.py)
 
 
 @dataclass
@@ -147,8 +153,33 @@ def read_frames(clip_dir: Path) -> np.ndarray:
     raise FileNotFoundError(f"{clip_dir}: no frames.npy or frames.mp4")
 
 
+def read_captions(dataset_dir: str | os.PathLike) -> MappingProxyType:
+    """clip id → caption from DATASET/captions.json; empty where there is no such file. The file is parsed
+    once per change (training reads a clip per batch row), and a file that is not valid JSON is an error
+    rather than silently ignored: it holds someone's edits."""
+    path = Path(dataset_dir) / CAPTIONS_FILE
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return MappingProxyType({})
+    return _parse_captions(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_captions(path: str, mtime_ns: int, size: int) -> MappingProxyType:
+    try:
+        clips = json.loads(Path(path).read_text(encoding="utf-8")).get("clips", {})
+    except (ValueError, AttributeError) as e:
+        raise ValueError(f"{path}: not a captions file ({e}); fix it or delete it") from None
+    if not isinstance(clips, dict):
+        raise ValueError(f"{path}: \"clips\" must be an object of clip id → entry")
+    return MappingProxyType({clip_id: entry["caption"] for clip_id, entry in clips.items()
+                             if isinstance(entry, dict) and isinstance(entry.get("caption"), str)})
+
+
 def read_clip(dataset_dir: str | os.PathLike, clip_id: str, *, fps: float | None = None) -> Clip:
-    """One clip; `fps` defaults to the data set's (dataset.json), or 25 where there is none."""
+    """One clip; `fps` defaults to the data set's (dataset.json), or 25 where there is none. The caption is
+    DATASET/captions.json's where that file has the clip, else meta.json's."""
     clip_dir = Path(dataset_dir) / "clips" / clip_id
     if fps is None:
         index_path = Path(dataset_dir) / "dataset.json"
@@ -159,4 +190,7 @@ def read_clip(dataset_dir: str | os.PathLike, clip_id: str, *, fps: float | None
         face, lip = masks["face"], masks["lip"]
     meta_path = clip_dir / "meta.json"
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    caption = read_captions(dataset_dir).get(clip_id)
+    if caption is not None:
+        meta["caption"] = caption
     return Clip(frames=frames, audio=audio, face_mask=face, lip_mask=lip, meta=meta, fps=fps, sample_rate=rate)
