@@ -4,6 +4,9 @@
     portraittalk generate --image I --audio A [--prompt P] [--model M] [--out video.mp4]
     portraittalk synth OUT                 SynthTalk clips
     portraittalk preprocess IN OUT         real talking-head videos → the same clip layout
+    portraittalk caption DATA --clip-model DIR
+                                           captions (glasses, hat, smile, background, MEAD emotion) scored by
+                                           your CLIP model, into DATA/captions.json for training to use
     portraittalk train --config C --out O  the two training stages
     portraittalk eval --video V --audio A  ADFD and the other metrics (`portraittalk eval synthtalk` for the
                                            SynthTalk protocol that checks a model really works)
@@ -70,6 +73,7 @@ def _generate_parser(sub) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     passthrough = {"synth": ("training.synthtalk", "synth_main"), "train": ("training.train", "train_main"),
+                   "caption": ("training.caption", "caption_main"),
                    "preprocess": ("training.preprocess", "preprocess_main"), "eval": ("evaluation", "eval_main"),
                    "convert": ("models.convert_cli", "convert_main"), "bench": ("benchmark", "bench_main"),
                    "assemble": ("models.assemble_cli", "assemble_main")}
