@@ -205,10 +205,11 @@ def make_caption(attributes: dict, emotion: str | None) -> str:
 
 
 def make_entry(scores: dict, thresholds: dict, emotion: str | None, level: int | None, source: str) -> dict:
-    attributes = {name: bool(scores[name] >= thresholds[name]) for name in ATTRIBUTE_PROMPTS}
-    attributes["background"] = max(scores["background"], key=scores["background"].get)
+    # decided on the scores as written (4 decimals), so that the file agrees with itself
     rounded = {name: round(scores[name], 4) for name in ATTRIBUTE_PROMPTS}
     rounded["background"] = {k: round(v, 4) for k, v in scores["background"].items()}
+    attributes = {name: bool(rounded[name] >= thresholds[name]) for name in ATTRIBUTE_PROMPTS}
+    attributes["background"] = max(rounded["background"], key=rounded["background"].get)
     return {"caption": make_caption(attributes, emotion), "attributes": attributes, "scores": rounded,
             "emotion": emotion, "emotion_level": level, "source": source, "edited": False}
 
