@@ -8,6 +8,8 @@
                                            captions (glasses, hat, smile, background, MEAD emotion) scored by
                                            your CLIP model, into DATA/captions.json for training to use
     portraittalk train --config C --out O  the two training stages
+    portraittalk precompute --config C --data D
+                                           latents, audio features, masks and embeddings once, in shards
     portraittalk eval --video V --audio A  ADFD and the other metrics (`portraittalk eval synthtalk` for the
                                            SynthTalk protocol that checks a model really works)
     portraittalk assemble sd15 --checkpoint C --motion M OUT
@@ -74,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     passthrough = {"synth": ("training.synthtalk", "synth_main"), "train": ("training.train", "train_main"),
                    "caption": ("training.caption", "caption_main"),
+                   "precompute": ("training.precompute", "precompute_main"),
                    "preprocess": ("training.preprocess", "preprocess_main"), "eval": ("evaluation", "eval_main"),
                    "convert": ("models.convert_cli", "convert_main"), "bench": ("benchmark", "bench_main"),
                    "assemble": ("models.assemble_cli", "assemble_main")}

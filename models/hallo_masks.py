@@ -127,3 +127,22 @@ def region_masks(height: int, width: int, landmarks: np.ndarray | None = None, b
     background = (255 - face_blurred.astype(np.int16)).clip(0, 255).astype(np.uint8)
     face_only = (face_blurred.astype(np.int16) - lip_blurred).clip(0, 255).astype(np.uint8)
     return RegionMasks(background, face_only, lip_blurred, face_box.astype(np.float32) / 255.0, source)
+
+
+@dataclass
+class FrameRegionMasks:
+    """Hallo's three audio-module masks from per-frame face and lip masks `[N, 1, H, W]` in 0..1 (one row per UNet
+    row, as a training batch has them): background = 1 − face, face = face − lip (saturating), lip. The same
+    interface as `RegionMasks.at`, with a row per frame instead of one shared row."""
+
+    face: torch.Tensor
+    lip: torch.Tensor
+
+    def at(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        import torch.nn.functional as F
+
+        def resize(m):
+            return F.interpolate(m.float(), size=(height, width), mode="bilinear", align_corners=False).flatten(1)
+
+        face, lip = resize(self.face), resize(self.lip)
+        return 1 - face, (face - lip).clamp(min=0), lip

@@ -69,10 +69,12 @@ class TextEncoder(nn.Module):
         from transformers import CLIPTokenizer
 
         tokenizer = CLIPTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
+        # the model's positions, not the folder's model_max_length (ComfyUI's sd1_tokenizer says 8192)
+        length = min(tokenizer.model_max_length, model.config.max_position_embeddings)
 
         def tokenize(prompts: list[str]) -> torch.Tensor:
-            return tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length,
-                             truncation=True, return_tensors="pt").input_ids
+            return tokenizer(prompts, padding="max_length", max_length=length, truncation=True,
+                             return_tensors="pt").input_ids
 
         return cls(model, tokenize)
 

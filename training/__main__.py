@@ -10,7 +10,8 @@ import sys
 from importlib import import_module
 
 COMMANDS = {"train": ("train", "train_main"), "synth": ("synthtalk", "synth_main"),
-            "preprocess": ("preprocess", "preprocess_main"), "caption": ("caption", "caption_main")}
+            "preprocess": ("preprocess", "preprocess_main"), "caption": ("caption", "caption_main"),
+            "precompute": ("precompute", "precompute_main")}
 USAGE = ("usage: python -m comfyui_portraittalk.training {" + ",".join(COMMANDS) + "} [options]\n"
          "  e.g. python -m comfyui_portraittalk.training train --config tiny_smoke --out runs/tiny\n"
          "  (`python -m comfyui_portraittalk.training COMMAND --help` for a command's options)")

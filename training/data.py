@@ -28,8 +28,8 @@ from . import layout
 
 @dataclass
 class Batch:
-    references: torch.Tensor  # [B, 3, S, S] in 0..1
-    targets: torch.Tensor  # [B, F, 3, S, S] in 0..1
+    references: torch.Tensor | None  # [B, 3, S, S] in 0..1 (None: precomputed latents and embeddings)
+    targets: torch.Tensor | None  # [B, F, 3, S, S] in 0..1 (None: precomputed latents)
     audio: torch.Tensor  # [B, F, 2r+1, L, D] audio-feature windows of the target frames
     face: torch.Tensor  # [B, F, 1, S, S] in 0..1
     lip: torch.Tensor  # [B, F, 1, S, S] in 0..1
@@ -37,19 +37,27 @@ class Batch:
     texts_dropped: torch.Tensor  # [B] bool
     row_offset: int = 0  # where these rows start in the global batch (distributed runs)
     global_rows: int = 0  # rows of the global batch, across all ranks (0: these rows are all of it)
+    identity_embeds: torch.Tensor | None = None  # [B, E] the reference's embedding, where it is not encoded here
+    reference_latents: torch.Tensor | None = None  # [B, C, h, w] precomputed (portraittalk precompute)
+    target_latents: torch.Tensor | None = None  # [B, F, C, h, w] precomputed
 
 
 class ClipStore:
-    """The clips of one data set. Audio features (on the video clock) are computed once for every clip;
-    frames and masks are read when a clip is drawn, and the last few clips are kept (npy frames are
-    memory-mapped, mp4 frames decoded), so a data set larger than memory trains too."""
+    """The clips of one data set. Audio features (on the video clock) are computed once for every clip, and
+    so is the face embedding of its first frame where the model takes one (`identity_embedder`; Hallo embeds
+    one frame per video too); frames and masks are read when a clip is drawn, and the last few clips are
+    kept (npy frames are memory-mapped, mp4 frames decoded), so a data set larger than memory trains too.
 
-    def __init__(self, root, audio_encoder, window_radius: int, cache: int = 16):
+    `audio_at_frame_rate`: Hallo's wav2vec2 variant, run at the video's frame rate (`Wav2Vec2Encoder.at_frame_rate`)."""
+
+    def __init__(self, root, audio_encoder, window_radius: int, cache: int = 16, *, audio_at_frame_rate: bool = False,
+                 identity_embedder=None, precomputed=None):
         from functools import lru_cache
 
-        from ..models.audio import features_per_frame, frame_windows, prepare_waveform
+        from .precompute import clip_audio_windows
 
         self.root = Path(root)
+        self.precomputed = precomputed  # PrecomputedClips: latents, audio, masks and embeddings from shards
         index = layout.read_index(root)
         self.fps = float(index["fps"])
         self.clip_ids = list(index["clips"])
@@ -59,19 +67,28 @@ class ClipStore:
         for clip_id in self.clip_ids:
             clip_dir = self.root / "clips" / clip_id
             meta = json.loads((clip_dir / "meta.json").read_text()) if (clip_dir / "meta.json").is_file() else {}
-            wav, rate = layout.read_wav(clip_dir / "audio.wav")
             frames = int(meta.get("frames") or layout.read_frames(clip_dir).shape[0])
-            wav = prepare_waveform(wav, rate, name=f"{clip_id}/audio.wav")
-            per_frame = features_per_frame(audio_encoder(wav), frames, self.fps)
-            self.audio_windows.append(frame_windows(per_frame, window_radius).numpy())
+            if precomputed is not None:
+                windows = precomputed.get(clip_id, "audio").float().numpy()
+            else:
+                windows = clip_audio_windows(clip_dir, frames, self.fps, audio_encoder, window_radius, audio_at_frame_rate)
+            self.audio_windows.append(windows)
             self.metas.append(meta)
             self.frame_counts.append(frames)
+        self.identity_embeds = None
+        if identity_embedder is not None and precomputed is None:
+            self.identity_embeds = np.stack([np.asarray(identity_embedder(layout.read_frames(self.root / "clips" / c)[0]),
+                                                        np.float32) for c in self.clip_ids])
         self.clip = lru_cache(maxsize=cache)(self._read)
 
     def _read(self, index: int) -> layout.Clip:
         clip = layout.read_clip(self.root, self.clip_ids[index], fps=self.fps)
         clip.audio_windows = self.audio_windows[index]
         return clip
+
+    def caption(self, index: int) -> str:
+        """The clip's caption: DATASET/captions.json's (`portraittalk caption`, editable) or meta.json's."""
+        return layout.read_captions(self.root).get(self.clip_ids[index], str(self.metas[index].get("caption", "")))
 
     def __len__(self) -> int:
         return len(self.clip_ids)
@@ -133,28 +150,62 @@ class PairSampler:
         return index, frames, reference, drop
 
     def __call__(self) -> Batch:
-        from .synthtalk import reference_for_clip
-
         plans = [self._plan() for _ in range(self.rows * self.world)]  # the global batch, in one fixed order
         mine = plans[self.rank * self.rows: (self.rank + 1) * self.rows]
-        refs, targets, audio, face, lip, captions, dropped = [], [], [], [], [], [], []
-        for index, frames, reference, drop in mine:
-            clip = self.store.clip(index)
-            if isinstance(reference, int):
-                image = clip.frames[reference]
-            else:  # a SynthTalk re-render, with the planned attributes (None: the clip's own)
-                image = reference_for_clip(clip.meta, reference)
-            refs.append(_pixels(image))
-            targets.append(_pixels(clip.frames[frames]))
-            audio.append(torch.from_numpy(clip.audio_windows[frames]))
-            f, m = _masks(clip, frames)
-            face.append(torch.from_numpy(f))
-            lip.append(torch.from_numpy(m))
-            captions.append("" if drop else clip.caption)
-            dropped.append(drop)
-        return Batch(torch.stack(refs), torch.stack(targets), torch.stack(audio), torch.stack(face), torch.stack(lip),
-                     captions, torch.tensor(dropped), row_offset=self.rank * self.rows,
-                     global_rows=self.rows * self.world)
+        read = self._precomputed_row if self.store.precomputed is not None else self._row
+        rows = [read(index, frames, reference) for index, frames, reference, _ in mine]
+
+        def stack(name):
+            values = [row.get(name) for row in rows]
+            return None if values[0] is None else torch.stack(values)
+
+        embeds = stack("embeds")
+        if embeds is None and self.store.identity_embeds is not None:
+            embeds = torch.from_numpy(self.store.identity_embeds[[p[0] for p in mine]])
+        return Batch(stack("reference"), stack("targets"), stack("audio"), stack("face"), stack("lip"),
+                     ["" if drop else self.store.caption(index) for index, _, _, drop in mine],
+                     torch.tensor([drop for *_, drop in mine]), row_offset=self.rank * self.rows,
+                     global_rows=self.rows * self.world, identity_embeds=embeds,
+                     reference_latents=stack("reference_latent"), target_latents=stack("target_latents"))
+
+    def _row(self, index: int, frames: np.ndarray, reference) -> dict:
+        """One row from the clip's frames, masks and audio windows."""
+        from .synthtalk import reference_for_clip
+
+        clip = self.store.clip(index)
+        if isinstance(reference, int):
+            image = clip.frames[reference]
+        else:  # a SynthTalk re-render, with the planned attributes (None: the clip's own)
+            image = reference_for_clip(clip.meta, reference)
+        face, lip = _masks(clip, frames)
+        return {"reference": _pixels(image), "targets": _pixels(clip.frames[frames]),
+                "audio": torch.from_numpy(clip.audio_windows[frames]), "face": torch.from_numpy(face),
+                "lip": torch.from_numpy(lip)}
+
+    def _precomputed_row(self, index: int, frames: np.ndarray, reference) -> dict:
+        """One row from the clip's shard: latents instead of target pixels; the reference's pixels only where
+        the image encoder trains (no stored embeddings)."""
+        shards, clip_id = self.store.precomputed, self.store.clip_ids[index]
+        if isinstance(reference, dict):
+            raise ValueError("precomputed shards hold each clip's own frames and reference: a SynthTalk reference "
+                             "re-rendered with other attributes cannot come from them (set the stage's "
+                             "edit_probability to 0, or train without --precomputed)")
+        latents = shards.get(clip_id, "latents")
+        row = {"target_latents": latents[frames].float(),
+               "audio": torch.from_numpy(self.store.audio_windows[index][frames]),
+               "face": shards.get(clip_id, "face")[frames].float().div(255).unsqueeze(1),
+               "lip": shards.get(clip_id, "lip")[frames].float().div(255).unsqueeze(1)}
+        # a frame of the clip, or (None) the SynthTalk render of the clip's identity, stored as "reference_…"
+        prefix, pick = ("", reference) if reference is not None else ("reference_", 0)
+        row["reference_latent"] = shards.get(clip_id, f"{prefix}latents")[pick].float()
+        if shards.embeds_kind is None:  # the image encoder trains: it needs the reference's pixels
+            image = self.store.clip(index).frames[pick] if reference is not None else shards.get(clip_id, "reference")[0]
+            row["reference"] = _pixels(np.asarray(image))
+        elif shards.embeds_kind == "per_clip":  # Hallo: one face embedding per clip, of its first frame
+            row["embeds"] = shards.get(clip_id, "embeds")[0].float()
+        else:
+            row["embeds"] = shards.get(clip_id, f"{prefix}embeds")[pick].float()
+        return row
 
 
 class VideoSampler(PairSampler):

@@ -14,6 +14,12 @@ none, and the forward is the same as without the stream. The few IdentityNet par
 reach the loss (the last block, after the input of its self-attention: that input is IdentityNet's last
 feature) are frozen.
 
+Full-size families keep their pretrained parts (CLIP text and vision, the VAE) frozen. A stage with
+`"train": "text_stream"` trains only the text stream's K/V (the `hallo_text` recipe: Hallo stays as it is
+and gains PortraitTalk's text control). In Hallo's layout the face embedding is the base stream (the
+layers' own K/V), text is an extra stream whose "no text" is zeros, and audio goes through Hallo's audio
+modules with its region masks, made here from the batch's face and lip masks.
+
 The loss is a mean over rows of per-row terms, and every random draw is made for the global batch
 (`Batch.global_rows`) with this rank's rows taken from it. So the gradient that DDP averages over ranks
 equals the one-process gradient of the same global batch.
@@ -28,10 +34,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.attention import AttentionContext, IdentityBank
+from ..models.config import attention_streams
 from ..models.temporal import is_temporal_key
 from .data import Batch
 
 STAGES = (1, 2)
+PRETRAINED = ("text_encoder", "image_encoder", "codec")  # trained only in the tiny family, which has its own
+TRAINS = ("stage", "text_stream")  # a stage trains what its stage number says, or only the text stream's K/V
 
 
 @dataclass
@@ -69,13 +78,38 @@ class PortraitTalkObjective(nn.Module):
         self.loss_config = loss
         self.set_stage(stage)
 
-    def set_stage(self, stage: int) -> None:
+    def set_stage(self, stage: int, train: str = "stage") -> None:
         if stage not in STAGES:
             raise ValueError(f"stage must be 1 or 2, not {stage}")
+        if train not in TRAINS:
+            raise ValueError(f"a stage's 'train' must be one of {TRAINS}, not {train!r}")
         self.stage = stage
         dead = self.dead_parameter_names()
+        frozen = () if self.config["family"] == "tiny" else PRETRAINED
+        text = self.text_stream_names() if train == "text_stream" else set()
         for name, param in self.named_parameters():
-            param.requires_grad_(stage_trainable(name, stage) and name not in dead)
+            if train == "text_stream":
+                wanted = name in text
+            else:
+                wanted = stage_trainable(name, stage) and name.split(".", 1)[0] not in frozen
+            param.requires_grad_(wanted and name not in dead)
+
+    @property
+    def hallo_layout(self) -> bool:
+        """The face embedding is the base stream (Hallo's attn2 context) and text an extra stream."""
+        return attention_streams(self.config)[0] == "identity"
+
+    def text_stream_names(self) -> set[str]:
+        """The K/V of the text stream, where text is an extra stream (`to_k_ip.i` / `to_v_ip.i`, i its index)."""
+        _, streams = attention_streams(self.config)
+        if "text" not in streams:
+            raise ValueError("'train': 'text_stream' needs a model whose text is an extra attention stream "
+                             "(Hallo's layout); in this family text is the layers' own K/V")
+        index = {"identity_net.": tuple(s for s in streams if s != "audio").index("text"),
+                 "animate_net.": streams.index("text")}
+        return {name for name, _ in self.named_parameters()
+                for net, i in index.items()
+                if name.startswith(net) and (f".to_k_ip.{i}." in name or f".to_v_ip.{i}." in name)}
 
     def dead_parameter_names(self) -> set[str]:
         """IdentityNet parameters that never reach the loss: IdentityNet's output is the input of each
@@ -104,16 +138,24 @@ class PortraitTalkObjective(nn.Module):
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
 
-    def _identity(self, batch: Batch, text: torch.Tensor) -> tuple[dict, torch.Tensor]:
-        references = batch.references * 2 - 1
+    def _identity(self, batch: Batch, text: torch.Tensor, keep: float) -> tuple[dict, torch.Tensor]:
+        """(IdentityNet features, identity tokens). A dropped identity in Hallo's layout is its unconditional
+        face embedding, zeros; elsewhere the tokens are zeroed later, in the stream."""
         with torch.set_grad_enabled(self.stage == 1 and torch.is_grad_enabled()):
-            tokens = self.image_proj(self.image_encoder(batch.references))
-            features = self.identity_net.rows(self.codec.encode(references), text, tokens)
+            if batch.identity_embeds is not None:  # precomputed (Hallo's ArcFace, or a frozen image encoder's)
+                embeds = batch.identity_embeds.float()
+            else:
+                embeds = self.image_encoder(batch.references)
+            tokens = self.image_proj(embeds * keep if self.hallo_layout else embeds)
+            latents = batch.reference_latents
+            if latents is None:
+                latents = self.codec.encode(batch.references * 2 - 1)
+            features = self.identity_net.rows(latents.float(), text, tokens)
         return features, tokens
 
     def forward(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        cfg, device = self.loss_config, batch.targets.device
-        rows, frames = batch.targets.shape[:2]
+        cfg, device = self.loss_config, batch.face.device
+        rows, frames = batch.face.shape[:2]
         offset, total = batch.row_offset, batch.global_rows or rows
         mine = slice(offset, offset + rows)
         once = lambda: float(torch.rand((1,), generator=generator))  # noqa: E731  (one draw per global batch)
@@ -123,20 +165,35 @@ class PortraitTalkObjective(nn.Module):
 
         with torch.set_grad_enabled(self.stage == 1 and torch.is_grad_enabled()):
             text = self.text_encoder(batch.captions)
-        features, tokens = self._identity(batch, text)
+        if self.hallo_layout:  # Hallo's "no text" is no text stream: zero tokens add exactly 0 (no K/V bias)
+            has_text = torch.tensor([bool(c.strip()) for c in batch.captions], device=text.device)
+            text = text * has_text.view(-1, 1, 1).to(text.dtype)
         keep_identity = 0.0 if once() < cfg.identity_dropout else 1.0
+        features, tokens = self._identity(batch, text, keep_identity)
         per_frame = torch.arange(rows, device=device).repeat_interleave(frames)
         audio = self.audio_proj(batch.audio.flatten(0, 1))
         keep_audio = per_row(torch.rand) >= cfg.audio_dropout
         audio = audio * keep_audio.repeat_interleave(frames).view(-1, 1, 1)
-        # a dropped identity: its tokens are zeros (no bias in their K/V: the stream adds exactly 0) and every
-        # row attends to its own tokens only (condition row -1), as with λ_identity = 0, but in the graph
-        ctx = AttentionContext(identity_tokens=tokens[per_frame] * keep_identity, audio_tokens=audio,
-                               bank=IdentityBank(features),
-                               condition_rows=per_frame if keep_identity else torch.full_like(per_frame, -1))
+        # a dropped identity: every row attends to its own tokens only (condition row -1), as with
+        # λ_identity = 0, but in the graph; its tokens are zeros (no bias in their K/V: the stream adds exactly 0)
+        condition_rows = per_frame if keep_identity else torch.full_like(per_frame, -1)
+        if self.hallo_layout:
+            from ..models.hallo_masks import FrameRegionMasks
 
-        x0 = self.codec.encode(batch.targets.flatten(0, 1) * 2 - 1)
-        x0 = x0.view(rows, frames, *x0.shape[1:])
+            context = tokens  # the base stream: the face embedding's tokens, per row
+            ctx = AttentionContext(audio_tokens=audio, bank=IdentityBank(features), condition_rows=condition_rows,
+                                   text_tokens=text[per_frame],
+                                   regions=FrameRegionMasks(batch.face.flatten(0, 1), batch.lip.flatten(0, 1)))
+        else:
+            context = text
+            ctx = AttentionContext(identity_tokens=tokens[per_frame] * keep_identity, audio_tokens=audio,
+                                   bank=IdentityBank(features), condition_rows=condition_rows)
+
+        if batch.target_latents is not None:  # precomputed: the codec never runs in a step
+            x0 = batch.target_latents.float()
+        else:
+            x0 = self.codec.encode(batch.targets.flatten(0, 1) * 2 - 1)
+            x0 = x0.view(rows, frames, *x0.shape[1:])
         latent = x0.shape[1:]
         noise = per_row(torch.randn, *latent)
         t = per_row(torch.randint, args=(0, self.noise_schedule.config.num_train_timesteps))
@@ -149,9 +206,9 @@ class PortraitTalkObjective(nn.Module):
         noisy = torch.where(hidden.bool(), per_row(torch.randn, *latent), noisy)
         # a dropped structure map still runs through the encoder, with weight 0
         keep_structure = torch.full((rows,), 0.0 if once() < cfg.structure_dropout else 1.0, device=device)
-        pred = self.animate_net(noisy, t, text, ctx, batch.face, structure_weight=keep_structure)
+        pred = self.animate_net(noisy, t, context, ctx, batch.face, structure_weight=keep_structure)
 
-        factor = batch.targets.shape[-1] // x0.shape[-1]
+        factor = batch.face.shape[-1] // x0.shape[-1]
         face = F.avg_pool2d(flat(batch.face), factor).view(rows, frames, 1, *x0.shape[-2:])
         lip = F.avg_pool2d(flat(batch.lip), factor).view(rows, frames, 1, *x0.shape[-2:])
         weight = 1 + cfg.face_weight * face + cfg.lip_weight * lip

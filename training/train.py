@@ -25,6 +25,8 @@ from pathlib import Path
 import torch
 
 from .objective import LossConfig, PortraitTalkObjective
+from ..models.weights import ModelFileError
+from .sources import ROLES, SourceError, parse_sources
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -56,6 +58,33 @@ def ensure_data(config: dict, data_dir: Path | None, out_dir: Path, log) -> Path
     return target
 
 
+def starting_model(config: dict, work_dir: Path, sources: dict[str, str] | None, log):
+    """(StartingModel, model config, source paths): a full-size recipe from the user's files, a model file to
+    fine-tune (`init_model`), or a fresh build of the config's family."""
+    from ..models.components import build_components, default_audio_encoder, load_components
+    from ..models.config import load_config
+    from .sources import StartingModel, build_starting_model, resolve
+
+    overrides = config.get("model_overrides")
+    if config.get("init"):
+        paths = resolve(config, sources)
+        starting = build_starting_model(config, load_config(config["model"], overrides), paths, work_dir, log)
+        return starting, starting.components.config, paths
+    if config.get("init_model"):
+        from ..models.weights import read_model
+
+        state, model_config = read_model(config["init_model"])
+        # overrides of the file's config, e.g. the sampling defaults the exported model will carry
+        model_config = load_config(model_config, overrides)
+        components = load_components(model_config, state, config["init_model"])
+        components.to(dtype=torch.float32)
+    else:
+        model_config = load_config(config["model"], overrides)
+        components = build_components(model_config)
+    return StartingModel(components, default_audio_encoder(model_config),
+                         exported_parts=tuple(components.modules())), model_config, {}
+
+
 def _checkpoints(out_dir: Path) -> list[Path]:
     """Complete checkpoints, oldest first (a partial one is named `.partial-…` and is not listed)."""
     found = [p for p in (out_dir / "checkpoints").glob("stage*-step*") if (p / "progress.json").is_file()]
@@ -63,7 +92,8 @@ def _checkpoints(out_dir: Path) -> list[Path]:
 
 
 def train(config: dict, out_dir: Path, data_dir: Path | None = None, *, resume: bool = True,
-          max_steps: dict | None = None, log_every: int = 25, checkpoint_every: int = 500) -> Path:
+          max_steps: dict | None = None, log_every: int = 25, checkpoint_every: int = 500,
+          sources: dict[str, str] | None = None, precomputed_dir: Path | None = None) -> Path:
     """Run the configured stages; returns the path of the exported model."""
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs, set_seed
@@ -71,10 +101,12 @@ def train(config: dict, out_dir: Path, data_dir: Path | None = None, *, resume: 
     from diffusers.training_utils import EMAModel
     from tqdm.auto import tqdm
 
-    from ..models.components import build_components, default_audio_encoder
-    from ..models.config import load_config
     from .data import ClipStore, PairSampler, VideoSampler
 
+    if config.get("init"):  # a full-size recipe: its files are checked before anything starts
+        from .sources import resolve
+
+        paths = resolve(config, sources)
     out_dir.mkdir(parents=True, exist_ok=True)
     # every trainable parameter is in every step's graph (objective.py), so DDP need not search for unused
     # ones; "find_unused_parameters": true is there to measure that claim, or for recipes that break it
@@ -93,18 +125,9 @@ def train(config: dict, out_dir: Path, data_dir: Path | None = None, *, resume: 
 
     seed = int(config.get("seed", 0))
     set_seed(seed)
-    if config.get("init_model"):  # fine-tune an existing model file
-        from ..models.components import load_components
-        from ..models.weights import read_model
-
-        state, model_config = read_model(config["init_model"])
-        # overrides of the file's config, e.g. the sampling defaults the exported model will carry
-        model_config = load_config(model_config, config.get("model_overrides"))
-        components = load_components(model_config, state, config["init_model"])
-        components.to(dtype=torch.float32)
-    else:
-        model_config = load_config(config["model"], config.get("model_overrides"))
-        components = build_components(model_config)
+    with accelerator.main_process_first():  # process 0 converts a recipe's files once (Hallo's net.pth); the others read them
+        starting, model_config, paths = starting_model(config, out_dir, sources, log)
+    components = starting.components
     objective = PortraitTalkObjective(components, LossConfig(**{k: v for k, v in config.get("loss", {}).items()
                                                                 if k in {f.name for f in fields(LossConfig)}}))
     if config.get("gradient_checkpointing"):
@@ -112,7 +135,14 @@ def train(config: dict, out_dir: Path, data_dir: Path | None = None, *, resume: 
         components.animate_net.unet.enable_gradient_checkpointing()
     data_dir = ensure_data(config, data_dir, out_dir, log) if accelerator.is_main_process else data_dir or out_dir / "synthtalk"
     accelerator.wait_for_everyone()
-    store = ClipStore(data_dir, default_audio_encoder(model_config), int(model_config["audio"]["window_radius"]))
+    precomputed = None
+    if precomputed_dir is not None:  # shards of `portraittalk precompute`: no encoder runs in the steps
+        from .precompute import PrecomputedClips, fingerprint
+
+        precomputed = PrecomputedClips(precomputed_dir, fingerprint(model_config, paths))
+    store = ClipStore(data_dir, starting.audio_encoder, int(model_config["audio"]["window_radius"]),
+                      audio_at_frame_rate=bool(model_config["audio"].get("interpolate_before_encoder")),
+                      identity_embedder=starting.identity_embedder, precomputed=precomputed)
     log(f"{len(store)} clips from {data_dir}; {sum(p.numel() for p in objective.parameters()) / 1e6:.2f}M parameters; "
         f"{world} process(es), {accelerator.distributed_type}")
 
@@ -128,7 +158,7 @@ def train(config: dict, out_dir: Path, data_dir: Path | None = None, *, resume: 
         if done.get(f"stage{stage}") == "complete":
             _load_weights(objective, ckpts[-1] / "model.safetensors")  # the stage's averaged weights
             continue
-        objective.set_stage(stage)
+        objective.set_stage(stage, stage_config.get("train", "stage"))
         params = objective.trainable_parameters()
         optimizer = torch.optim.AdamW(params, lr=stage_config["lr"], weight_decay=stage_config.get("weight_decay", 0.01))
         lr_schedule = get_scheduler(stage_config.get("lr_schedule", "cosine"), optimizer,
@@ -189,7 +219,8 @@ def train(config: dict, out_dir: Path, data_dir: Path | None = None, *, resume: 
     if accelerator.is_main_process:
         from ..models.components import save_components
 
-        save_components(components, model_path, extra={"trained_with": json.dumps(config, sort_keys=True)},
+        save_components(_exported(components, starting, config), model_path,
+                        extra={"trained_with": json.dumps(config, sort_keys=True)},
                         dtype=getattr(torch, config.get("export_dtype", "float32")))
         log(f"wrote {model_path}")
     accelerator.wait_for_everyone()
@@ -197,9 +228,26 @@ def train(config: dict, out_dir: Path, data_dir: Path | None = None, *, resume: 
 
 
 def _to(batch, device):
-    for name in ("references", "targets", "audio", "face", "lip", "texts_dropped"):
-        setattr(batch, name, getattr(batch, name).to(device))
+    for name in ("references", "targets", "audio", "face", "lip", "texts_dropped", "identity_embeds",
+                 "reference_latents", "target_latents"):
+        if getattr(batch, name) is not None:
+            setattr(batch, name, getattr(batch, name).to(device))
     return batch
+
+
+def _exported(components, starting, config: dict):
+    """What the model file holds: every part for a self-contained model (tiny) or a fine-tuned file; for a
+    full-size recipe only the parts users do not already have (CLIP, the VAE and wav2vec2 stay in their files)."""
+    from dataclasses import replace
+
+    from ..models.config import merge
+
+    keep = set(starting.exported_parts)
+    dropped = {name: None for name in components.modules() if name not in keep}
+    model_config = components.config
+    if any(stage.get("train") == "text_stream" for stage in config["stages"]):
+        model_config = merge(model_config, {"text": {"stream_weights": "trained (text_stream)"}})
+    return replace(components, config=model_config, **dropped)
 
 
 def _checkpoint(accelerator, out_dir: Path, stage: int, step: int, ema, sampler, generator, complete: bool) -> None:
@@ -284,11 +332,24 @@ def train_main(argv=None) -> int:
     parser.add_argument("--steps", default=None, help="override steps per stage, e.g. '1:200,2:50'")
     parser.add_argument("--log-every", type=int, default=25, help="steps per line of train_log.jsonl")
     parser.add_argument("--checkpoint-every", type=int, default=500, help="steps per checkpoint")
+    parser.add_argument("--precomputed", type=Path, default=None,
+                        help="shards of `portraittalk precompute` for this config and data (steps then never encode)")
+    parser.add_argument("--source", action="append", metavar="ROLE=PATH",
+                        help="a file of a full-size recipe (hallo_text, sd15), e.g. checkpoint=v1-5.safetensors; "
+                             "roles: " + ", ".join(ROLES))
     args = parser.parse_args(argv)
     config = load_train_config(args.config)
     steps = {int(k): int(v) for k, v in (x.split(":") for x in args.steps.split(","))} if args.steps else None
-    path = train(config, args.out, args.data, resume=not args.no_resume, max_steps=steps, log_every=args.log_every,
-                 checkpoint_every=args.checkpoint_every)
+    try:
+        sources = parse_sources(args.source)
+        if sources and not config.get("init"):
+            raise SourceError(f"{args.config}: --source is for the full-size recipes (configs with 'init')")
+        path = train(config, args.out, args.data, resume=not args.no_resume, max_steps=steps,
+                     log_every=args.log_every, checkpoint_every=args.checkpoint_every, sources=sources,
+                     precomputed_dir=args.precomputed)
+    except (SourceError, ModelFileError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(path)
     return 0
 
