@@ -4,6 +4,7 @@
     portraittalk bench --config tiny --frames 48 --scale 1 2 4 --seconds 6 60 --json bench.json
     portraittalk bench --config sd15 --size 512 --frames 16 --device cuda --dtype bf16 --channels-last
     portraittalk bench curve                              speed against quality (evaluation/speed_quality.py)
+    portraittalk bench train                              training speed and memory, 1 and 2 processes (training/bench.py)
 
 Every run is one whole generation (text → references → IdentityNet → audio → sampling → decode) in a
 fresh Python process, so runs do not share caches or memory. A run reports:
@@ -764,6 +765,10 @@ def bench_main(argv: list[str] | None = None) -> int:
         from .evaluation.speed_quality import curve_main
 
         return curve_main(argv[1:])
+    if argv[:1] == ["train"]:  # training speed and memory, 1 and N processes (training/bench.py)
+        from .training.bench import bench_train_main
+
+        return bench_train_main(argv[1:])
     args = _parser().parse_args(argv)
     if args.worker:
         return _worker(args.worker)

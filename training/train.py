@@ -113,10 +113,16 @@ def train(config: dict, out_dir: Path, data_dir: Path | None = None, *, resume: 
     ddp = DistributedDataParallelKwargs(find_unused_parameters=bool(config.get("find_unused_parameters", False)))
     # the schedule steps once per optimizer step: accelerate would step it once per process, for data
     # loaders that shard a fixed number of batches, but here a step is one global batch whatever the count
-    accelerator = Accelerator(mixed_precision=config.get("precision", "no"), kwargs_handlers=[ddp],
+    # a config's "precision" wins; without one, the launcher's (accelerate launch --mixed_precision, its YAML)
+    accelerator = Accelerator(mixed_precision=config.get("precision"), kwargs_handlers=[ddp],
                               gradient_accumulation_steps=config.get("gradient_accumulation", 1),
                               step_scheduler_with_optimizer=False)
     rank, world = accelerator.process_index, accelerator.num_processes
+    # --- FSDP: not supported by this loop yet (training/accelerate/README.md says why); stop before any work
+    if accelerator.distributed_type.value == "FSDP":
+        raise SystemExit("FSDP is not supported by this training loop yet (see training/accelerate/README.md): "
+                         "use multi_gpu.yaml (DDP) or deepspeed_zero2.yaml")
+    # ---
     log_file = out_dir / "train_log.jsonl"
 
     def log(message: str) -> None:
@@ -179,6 +185,7 @@ def train(config: dict, out_dir: Path, data_dir: Path | None = None, *, resume: 
         log(f"stage {stage}: {steps} steps of {sampler.rows} rows × {world} process(es) = {sampler.rows * world} rows")
         bar = tqdm(range(start, steps), initial=start, total=steps, desc=f"stage {stage}",
                    disable=not accelerator.is_main_process)
+        _reset_peak_memory(accelerator)
         began, running = time.time(), []
         for step in bar:
             batch = _to(sampler(), accelerator.device)
@@ -202,6 +209,7 @@ def train(config: dict, out_dir: Path, data_dir: Path | None = None, *, resume: 
                     mean = dict(zip(mean, reduced.tolist()))
                 record = {"stage": stage, "step": step + 1, "seconds": round(time.time() - began, 3),
                           "lr": lr_schedule.get_last_lr()[0], **{k: round(v, 7) for k, v in mean.items()}}
+                record.update(_peak_memory(accelerator))  # a collective: every rank builds the record
                 if accelerator.is_main_process:
                     with open(log_file, "a") as f:
                         f.write(json.dumps(record) + "\n")
@@ -248,6 +256,28 @@ def _exported(components, starting, config: dict):
     if any(stage.get("train") == "text_stream" for stage in config["stages"]):
         model_config = merge(model_config, {"text": {"stream_weights": "trained (text_stream)"}})
     return replace(components, config=model_config, **dropped)
+
+
+def _reset_peak_memory(accelerator) -> None:
+    """Start this stage's peak-memory figures from the current use (`portraittalk bench train` reads them)."""
+    from ..benchmark import reset_peak_rss
+
+    reset_peak_rss()
+    if accelerator.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(accelerator.device)
+
+
+def _peak_memory(accelerator) -> dict:
+    """This stage's peak so far, the max over ranks: process RSS high-water mark (Linux resets it per stage;
+    elsewhere it is the process's lifetime peak) and, on a GPU, CUDA's peak allocation. In MiB."""
+    from ..benchmark import peak_rss_bytes
+
+    peaks = [peak_rss_bytes() / 2**20]
+    if accelerator.device.type == "cuda":
+        peaks.append(torch.cuda.max_memory_allocated(accelerator.device) / 2**20)
+    if accelerator.num_processes > 1:
+        peaks = accelerator.reduce(torch.tensor(peaks, dtype=torch.float64, device=accelerator.device), "max").tolist()
+    return dict(zip(("peak_rss_mb", "peak_cuda_mb"), (round(v, 1) for v in peaks)))
 
 
 def _checkpoint(accelerator, out_dir: Path, stage: int, step: int, ema, sampler, generator, complete: bool) -> None:
