@@ -91,7 +91,6 @@ def _sd15(model_config, paths, work_dir, log) -> StartingModel:
     from ..models.assemble import assemble_sd15
     from ..models.config import load_config
     from ..models.image_encoder import ImageEncoder
-    from ..models.text import TextEncoder
 
     model_config = model_config or load_config("sd15")
     components, report = assemble_sd15(paths["checkpoint"], paths["motion"], config=model_config)
