@@ -55,15 +55,19 @@ class LoadFullSizeModel(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, checkpoint_name, motion_name, weights_name):
-        # names are looked up in the folders' listings, never joined onto a path ('../' cannot escape)
-        if checkpoint_name not in _safetensors("checkpoints"):
-            return folders.unknown_name_message("checkpoints", checkpoint_name, "an SD-1.5 .safetensors checkpoint")
-        if motion_name not in _safetensors(folders.ANIMATEDIFF):
-            return folders.unknown_name_message(folders.ANIMATEDIFF, motion_name,
-                                                "an AnimateDiff .safetensors motion module")
-        if weights_name not in _weights_names():
-            return folders.unknown_name_message(folders.PORTRAITTALK, weights_name, "a .safetensors weights file")
-        return True
+        # names are looked up in the folders' listings, never joined onto a path ('../' cannot escape).
+        # ComfyUI shows a validator's one message under every input it takes, so the message names each
+        # wrong input with its own value and what it should be.
+        problems = [f"{name}: " + folders.unknown_name_message(folder, value, what)
+                    for name, value, listed, folder, what in (
+                        ("checkpoint_name", checkpoint_name, _safetensors("checkpoints"), "checkpoints",
+                         "an SD-1.5 .safetensors checkpoint"),
+                        ("motion_name", motion_name, _safetensors(folders.ANIMATEDIFF), folders.ANIMATEDIFF,
+                         "an AnimateDiff .safetensors motion module"),
+                        ("weights_name", weights_name, _weights_names(), folders.PORTRAITTALK,
+                         "a .safetensors PortraitTalk weights file (or 'none')"))
+                    if value not in listed]
+        return "; ".join(problems) if problems else True
 
     @classmethod
     def execute(cls, checkpoint_name: str, motion_name: str, weights_name: str = NONE) -> io.NodeOutput:

@@ -91,6 +91,19 @@ def test_the_loader_lists_safetensors_only_and_names_a_wrong_file(comfy_server, 
             with pytest.raises(PromptRejected) as rejected:
                 comfy_client.queue(_loader_only(bad, "mm_small.safetensors"))
             assert expected in json.dumps(rejected.value.node_errors), rejected.value.body
+        # the shipped workflow with none of its files: each input's problem names that input's own value
+        with pytest.raises(PromptRejected) as rejected:
+            comfy_client.queue(_loader_only("v1-5-pruned-emaonly.safetensors", "mm_sd_v15_v2.safetensors",
+                                            "portraittalk_sd15.safetensors"))
+        text = json.dumps(rejected.value.node_errors)
+        for part in ("checkpoint_name: 'v1-5-pruned-emaonly.safetensors' is not an SD-1.5 .safetensors checkpoint",
+                     "motion_name: 'mm_sd_v15_v2.safetensors' is not an AnimateDiff .safetensors motion module",
+                     "weights_name: 'portraittalk_sd15.safetensors' is not a .safetensors PortraitTalk weights file"):
+            assert part in text, text
+        with pytest.raises(PromptRejected) as rejected:  # only the motion module is wrong: only it is named
+            comfy_client.queue(_loader_only("motion_by_mistake.safetensors", "nope.safetensors"))
+        text = json.dumps(rejected.value.node_errors)
+        assert "motion_name: 'nope.safetensors' is not an AnimateDiff" in text and "checkpoint_name:" not in text
         result = comfy_client.run(_loader_only("motion_by_mistake.safetensors", "mm_small.safetensors"), timeout=120,
                                   expect=None)
         assert result.outcome == "execution_error"
