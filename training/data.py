@@ -190,21 +190,20 @@ class PairSampler:
             raise ValueError("precomputed shards hold each clip's own frames and reference: a SynthTalk reference "
                              "re-rendered with other attributes cannot come from them (set the stage's "
                              "edit_probability to 0, or train without --precomputed)")
-        latents = shards.get(clip_id, "latents")
-        row = {"target_latents": latents[frames].float(),
+        row = {"target_latents": shards.rows(clip_id, "latents", frames).float(),
                "audio": torch.from_numpy(self.store.audio_windows[index][frames]),
-               "face": shards.get(clip_id, "face")[frames].float().div(255).unsqueeze(1),
-               "lip": shards.get(clip_id, "lip")[frames].float().div(255).unsqueeze(1)}
+               "face": shards.rows(clip_id, "face", frames).float().div(255).unsqueeze(1),
+               "lip": shards.rows(clip_id, "lip", frames).float().div(255).unsqueeze(1)}
         # a frame of the clip, or (None) the SynthTalk render of the clip's identity, stored as "reference_…"
         prefix, pick = ("", reference) if reference is not None else ("reference_", 0)
-        row["reference_latent"] = shards.get(clip_id, f"{prefix}latents")[pick].float()
+        row["reference_latent"] = shards.rows(clip_id, f"{prefix}latents", [pick])[0].float()
         if shards.embeds_kind is None:  # the image encoder trains: it needs the reference's pixels
             image = self.store.clip(index).frames[pick] if reference is not None else shards.get(clip_id, "reference")[0]
             row["reference"] = _pixels(np.asarray(image))
         elif shards.embeds_kind == "per_clip":  # Hallo: one face embedding per clip, of its first frame
             row["embeds"] = shards.get(clip_id, "embeds")[0].float()
         else:
-            row["embeds"] = shards.get(clip_id, f"{prefix}embeds")[pick].float()
+            row["embeds"] = shards.rows(clip_id, f"{prefix}embeds", [pick])[0].float()
         return row
 
 

@@ -91,6 +91,12 @@ class PrecomputedClips:
     def get(self, clip_id: str, name: str) -> torch.Tensor:
         return self._file(clip_id).get_tensor(f"{clip_id}/{name}")
 
+    def rows(self, clip_id: str, name: str, indices) -> torch.Tensor:
+        """Only the given frames of a clip's tensor: a training row reads a few frames, not the whole clip
+        (a 4 s clip's masks at 512² are 26 MB each)."""
+        part = self._file(clip_id).get_slice(f"{clip_id}/{name}")
+        return torch.cat([part[int(i): int(i) + 1] for i in indices])
+
 
 def precompute(data_dir, out_dir, components, audio_encoder, *, radius: int, at_frame_rate: bool = False,
                identity_embedder=None, fingerprint_value: str = "", dtype: torch.dtype = torch.float16,
