@@ -23,18 +23,21 @@ import sys
 from pathlib import Path
 
 ASSETS = Path(__file__).resolve().parent / "assets"
+DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}  # torch attribute names: torch loads lazily
 
 
 def _generate(image: Path, audio: Path, out: Path, *, prompt: str | None, model: str, steps: int | None,
               seed: int, text_guidance: float | None, audio_guidance: float | None, scheduler: str | None,
-              karras: bool = False, upscale: int = 1) -> Path:
+              karras: bool = False, upscale: int = 1, dtype: str = "fp32") -> Path:
     from PIL import Image
     from tqdm.auto import tqdm
 
     from .media import read_audio, write_video
     from .models import PortraitTalkPipeline
 
-    pipeline = PortraitTalkPipeline.from_pretrained(model)
+    import torch
+
+    pipeline = PortraitTalkPipeline.from_pretrained(model, dtype=getattr(torch, DTYPES[dtype]))
     wav, rate = read_audio(audio)
     bar = tqdm(desc="sampling", unit="window")
 
@@ -70,6 +73,8 @@ def _generate_parser(sub) -> None:
     p.add_argument("--text-guidance", type=float, default=None)
     p.add_argument("--audio-guidance", type=float, default=None)
     p.add_argument("--upscale", type=int, default=1, help="enlarge frames by this factor (nearest neighbour)")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="fp32",
+                   help="precision of the networks' weights (fp16/bf16 halve their memory; the codec stays fp32)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         _generate(args.image, args.audio, args.out, prompt=args.prompt, model=args.model, steps=args.steps,
                   seed=args.seed, text_guidance=args.text_guidance, audio_guidance=args.audio_guidance,
-                  scheduler=args.scheduler, karras=args.karras, upscale=args.upscale)
+                  scheduler=args.scheduler, karras=args.karras, upscale=args.upscale, dtype=args.dtype)
     return 0
 
 

@@ -11,8 +11,10 @@ from pathlib import Path
 from comfy_api.v0_0_2 import io
 
 from . import folders, io_types
+from .runtime import WEIGHT_DTYPE_TOOLTIP, WEIGHT_DTYPES
 
 NONE = "none"
+SD15_PARAMETERS = 2_400_000_000  # IdentityNet + AnimateNet + VAE at full size: what ComfyUI weighs its dtype by
 log = logging.getLogger(__name__)
 # Weak, like runtime.load_pipeline: a model lives while a cached node output holds it, so /free releases it.
 _ASSEMBLED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
@@ -48,13 +50,15 @@ class LoadFullSizeModel(io.ComfyNode):
                 io.Combo.Input("weights_name", options=_weights_names(), default=NONE,
                                tooltip="PortraitTalk-trained sd15 weights laid over the result (models/portraittalk); "
                                        "'none' leaves the identity/audio streams and projections untrained."),
+                io.Combo.Input("weight_dtype", options=list(WEIGHT_DTYPES), default="auto", optional=True,
+                               tooltip=WEIGHT_DTYPE_TOOLTIP),
             ],
             outputs=[io_types.IdentityNet.Output("identity_net"), io_types.AnimateNet.Output("animate_net"),
                      io.Clip.Output("clip")],
         )
 
     @classmethod
-    def validate_inputs(cls, checkpoint_name, motion_name, weights_name):
+    def validate_inputs(cls, checkpoint_name, motion_name, weights_name, weight_dtype="auto"):
         # names are looked up in the folders' listings, never joined onto a path ('../' cannot escape).
         # ComfyUI shows a validator's one message under every input it takes, so the message names each
         # wrong input with its own value and what it should be.
@@ -67,41 +71,49 @@ class LoadFullSizeModel(io.ComfyNode):
                         ("weights_name", weights_name, _weights_names(), folders.PORTRAITTALK,
                          "a .safetensors PortraitTalk weights file (or 'none')"))
                     if value not in listed]
+        if weight_dtype not in WEIGHT_DTYPES:
+            problems.append(f"weight_dtype: {weight_dtype!r} is not one of {', '.join(WEIGHT_DTYPES)}")
         return "; ".join(problems) if problems else True
 
     @classmethod
-    def execute(cls, checkpoint_name: str, motion_name: str, weights_name: str = NONE) -> io.NodeOutput:
+    def execute(cls, checkpoint_name: str, motion_name: str, weights_name: str = NONE,
+                weight_dtype: str = "auto") -> io.NodeOutput:
         import comfy.sd
         import folder_paths
 
         checkpoint = Path(folders.full_path("checkpoints", checkpoint_name))
         motion = Path(folders.full_path(folders.ANIMATEDIFF, motion_name))
         weights = None if weights_name == NONE else Path(folders.full_path(folders.PORTRAITTALK, weights_name))
-        pipeline = assembled(checkpoint, motion, weights)
+        pipeline = assembled(checkpoint, motion, weights, weight_dtype)
         clip = comfy.sd.load_checkpoint_guess_config(str(checkpoint), output_vae=False, output_clip=True,
                                                      output_model=False,
                                                      embedding_directory=folder_paths.get_folder_paths("embeddings"))[1]
         return io.NodeOutput(pipeline, pipeline, clip)
 
 
-def assembled(checkpoint: Path, motion: Path, weights: Path | None):
-    """The pipeline for these files, assembled once and shared (both outputs, and later runs) while ComfyUI
-    keeps an output that holds it, until a file changes."""
+def assembled(checkpoint: Path, motion: Path, weights: Path | None, weight_dtype_choice: str = "auto"):
+    """The pipeline for these files in the chosen precision, assembled once and shared (both outputs, and
+    later runs) while ComfyUI keeps an output that holds it, until a file changes."""
     import comfy.model_management as mm
     import comfy.utils
 
     from ..models.assemble import assemble_sd15
     from ..models.pipeline import PortraitTalkPipeline
+    from .runtime import weight_dtype
 
+    dtype = weight_dtype(weight_dtype_choice, SD15_PARAMETERS)
     key = tuple((str(p.resolve()), p.stat().st_mtime_ns, p.stat().st_size) for p in (checkpoint, motion, weights) if p)
+    key += (str(dtype),)
     pipeline = _ASSEMBLED.get(key)
     if pipeline is None:
         gc.collect()  # a model no output holds any more may still wait in a reference cycle: ~9 GB
         bar = comfy.utils.ProgressBar(4)  # reading ~3 GB and allocating ~9 GB takes a while: show it
-        components, report = assemble_sd15(checkpoint, motion, weights,
+        components, report = assemble_sd15(checkpoint, motion, weights, dtype=dtype,
                                            progress=lambda done, total, what: bar.update_absolute(done, total))
         (log.warning if report.untrained else log.info)("PortraitTalk full-size model assembled:\n%s", report.summary())
-        pipeline = _ASSEMBLED[key] = PortraitTalkPipeline(components, device=mm.unet_offload_device())
+        if components.codec is not None:
+            components.codec.float()  # the VAE decodes in fp32: SD's VAE overflows in fp16
+        pipeline = _ASSEMBLED[key] = PortraitTalkPipeline(components, device=mm.unet_offload_device(), dtype=dtype)
     return pipeline
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from comfy_api.v0_0_2 import io
 
 from . import folders, io_types
-from .runtime import load_pipeline
+from .runtime import WEIGHT_DTYPE_TOOLTIP, WEIGHT_DTYPES, load_pipeline
 
 MEL = "mel (built in, no weights)"
 
@@ -24,20 +24,26 @@ class _ModelLoader(io.ComfyNode):
         return io.Schema(
             node_id=cls.NODE_ID, display_name=cls.DISPLAY_NAME, category="PortraitTalk/loaders",
             description=cls.DESCRIPTION,
-            inputs=[io.Combo.Input("model_name", options=folders.model_names(), tooltip=cls.TOOLTIP)],
+            inputs=[io.Combo.Input("model_name", options=folders.model_names(), tooltip=cls.TOOLTIP),
+                    io.Combo.Input("weight_dtype", options=list(WEIGHT_DTYPES), default="auto", optional=True,
+                                   tooltip=WEIGHT_DTYPE_TOOLTIP)],
             outputs=[cls.OUTPUT.Output(cls.OUTPUT_NAME)],
         )
 
     @classmethod
-    def validate_inputs(cls, model_name):
+    def validate_inputs(cls, model_name, weight_dtype="auto"):
         # ComfyUI 0.3.75 does not check V3 combo values itself; refuse unknown names (and '../') up front.
+        # One message shows under every input this takes, so it names each wrong input.
+        problems = []
         if model_name not in folders.model_names():
-            return folders.unknown_name_message(folders.PORTRAITTALK, model_name, "a model")
-        return True
+            problems.append("model_name: " + folders.unknown_name_message(folders.PORTRAITTALK, model_name, "a model"))
+        if weight_dtype not in WEIGHT_DTYPES:
+            problems.append(f"weight_dtype: {weight_dtype!r} is not one of {', '.join(WEIGHT_DTYPES)}")
+        return "; ".join(problems) if problems else True
 
     @classmethod
-    def execute(cls, model_name: str) -> io.NodeOutput:
-        pipeline = load_pipeline(folders.model_path(model_name))
+    def execute(cls, model_name: str, weight_dtype: str = "auto") -> io.NodeOutput:
+        pipeline = load_pipeline(folders.model_path(model_name), weight_dtype)
         if cls.REQUIRES and getattr(pipeline.components, cls.REQUIRES) is None:
             raise ValueError(f"{model_name} has no {cls.REQUIRES.replace('_', ' ')} of its own; {cls.ALTERNATIVE}")
         return io.NodeOutput(pipeline)

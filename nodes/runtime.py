@@ -18,18 +18,63 @@ from comfy.cli_args import LatentPreviewMethod, args
 _PIPELINES: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 
-def load_pipeline(path: Path):
-    """A PortraitTalkPipeline for a model file, shared by every loader node that names the same file
-    (the IdentityNet and AnimateNet loaders of one model share one copy) while any of them is cached."""
+WEIGHT_DTYPES = ("auto", "fp16", "bf16", "fp32")
+WEIGHT_DTYPE_TOOLTIP = ("Precision of the networks' weights. auto: ComfyUI's choice for diffusion models "
+                        "(--fp16-unet, --bf16-unet, --fp32-unet, else what the device does well); the codec/VAE "
+                        "stays in fp32.")
+
+
+def weight_dtype(choice: str, parameters: int = 0):
+    """The torch dtype for a loader's `weight_dtype` input: the named one, or ComfyUI's UNet dtype for
+    "auto" (a dtype the pack does not run, fp8 or fp64, falls back to fp16 or fp32)."""
+    import torch
+
+    named = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+    if choice in named:
+        return named[choice]
+    if choice != "auto":
+        raise ValueError(f"weight_dtype: {choice!r} is not one of {', '.join(WEIGHT_DTYPES)}")
+    chosen = mm.unet_dtype(mm.get_torch_device(), parameters,
+                           supported_dtypes=[torch.float16, torch.bfloat16, torch.float32])
+    if chosen in named.values():
+        return chosen
+    return torch.float32 if chosen == torch.float64 else torch.float16
+
+
+def load_pipeline(path: Path, weight_dtype_choice: str = "auto"):
+    """A PortraitTalkPipeline for a model file in the chosen precision, shared by every loader node that
+    names the same file and precision (the IdentityNet and AnimateNet loaders of one model share one copy)
+    while any of them is cached."""
     from ..models.pipeline import PortraitTalkPipeline
 
     stat = path.stat()
-    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    dtype = weight_dtype(weight_dtype_choice, _parameter_count(path))
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, str(dtype))
     pipeline = _PIPELINES.get(key)
     if pipeline is None:
-        pipeline = PortraitTalkPipeline.from_pretrained(path, device=mm.unet_offload_device())
+        pipeline = PortraitTalkPipeline.from_pretrained(path, device=mm.unet_offload_device(), dtype=dtype)
         _PIPELINES[key] = pipeline
     return pipeline
+
+
+def _parameter_count(path: Path) -> int:
+    """Elements in a safetensors model file, from its header (what ComfyUI weighs its dtype choice by)."""
+    import json
+    import struct
+
+    if path.suffix != ".safetensors" or not path.is_file():
+        return 0
+    with open(path, "rb") as f:
+        size = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(size))
+    count = 0
+    for name, info in header.items():
+        if name != "__metadata__":
+            n = 1
+            for dim in info["shape"]:
+                n *= dim
+            count += n
+    return count
 
 
 @contextmanager

@@ -229,6 +229,10 @@ class PTTestInspect(io.ComfyNode):
                 io.Mask.Input("mask", optional=True, tooltip="MASK: shape"),
                 io.Int.Input("number", optional=True, tooltip="an INT"),
                 io.Float.Input("value", optional=True, tooltip="a FLOAT"),
+                io.Custom("PORTRAITTALK_IDENTITYNET").Input("identity_net", optional=True,
+                                                            tooltip="the dtypes of each network's parameters"),
+                io.Custom("PORTRAITTALK_ANIMATENET").Input("animate_net", optional=True,
+                                                           tooltip="the dtypes of each network's parameters"),
                 io.String.Input("tag", default="", tooltip="vary to defeat the cache"),
             ],
             outputs=[],
@@ -236,8 +240,13 @@ class PTTestInspect(io.ComfyNode):
 
     @classmethod
     def execute(cls, images=None, audio=None, latent=None, mask=None, number=None, value=None,
-                tag="") -> io.NodeOutput:
+                identity_net=None, animate_net=None, tag="") -> io.NodeOutput:
         facts: dict = {"tag": tag}
+        for name, net in (("identity_net", identity_net), ("animate_net", animate_net)):
+            if net is not None:  # a PortraitTalkPipeline, or a patched AnimateNet wrapping one
+                pipeline = getattr(net, "pipeline", net)
+                facts[name] = {part: sorted({str(p.dtype).removeprefix("torch.") for p in module.parameters()})
+                               for part, module in pipeline.components.modules().items()}
         if images is not None:
             facts["images"] = _tensor_facts(images)
         if audio is not None:
