@@ -58,23 +58,23 @@ def load_pipeline(path: Path, weight_dtype_choice: str = "auto"):
 
 
 def _parameter_count(path: Path) -> int:
-    """Elements in a safetensors model file, from its header (what ComfyUI weighs its dtype choice by)."""
+    """Elements in a safetensors model file, from its header (what ComfyUI weighs its dtype choice by); 0
+    for anything unreadable: the loader that follows refuses a broken file with its own clear message."""
     import json
+    import math
     import struct
 
     if path.suffix != ".safetensors" or not path.is_file():
         return 0
-    with open(path, "rb") as f:
-        size = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(size))
-    count = 0
-    for name, info in header.items():
-        if name != "__metadata__":
-            n = 1
-            for dim in info["shape"]:
-                n *= dim
-            count += n
-    return count
+    try:
+        with open(path, "rb") as f:
+            size = struct.unpack("<Q", f.read(8))[0]
+            if size > 100 * 2**20:  # no real header is this large: never read a hostile length
+                return 0
+            header = json.loads(f.read(size))
+        return sum(math.prod(int(d) for d in info["shape"]) for name, info in header.items() if name != "__metadata__")
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, struct.error):
+        return 0
 
 
 @contextmanager
