@@ -389,11 +389,9 @@ class PortraitTalkPipeline:
         from .hallo_sampling import motion_features, sample_motion_frames
         from .sampling import follows_hallo, make_passes
 
-        components, shape = self.components, self.latent_shape(size)
+        components, shape = self.components, self.video_latent_shape(conditioning, size)
         identity = conditioning.identity
-        if size is None and self.follows_reference_size and identity is not None and identity.latents is not None:
-            shape = (shape[0], *identity.latents.shape[-2:])  # the video takes the reference's size
-        joint = self.config["sampling"].get("guidance") == "joint"
+        joint = self.joint_guidance
         for name in ("long_audio", "reference_rows", "noise"):  # what the conditioning sets, the options did not
             if getattr(options, name) is None and getattr(conditioning, name) is not None:
                 options = dataclasses.replace(options, **{name: getattr(conditioning, name)})
@@ -418,6 +416,35 @@ class PortraitTalkPipeline:
                                      conditioning.null_text, follows_hallo(options, "reference_rows", joint))
         return sample_video(components.animate_net, conditioning, options, shape, self.config["scheduler"],
                             joint=joint, motion=motion)
+
+    def video_latent_shape(self, conditioning: VideoConditioning, size: int | None = None) -> tuple[int, int, int]:
+        """(channels, h, w) of the video's latents: the model's size, or the reference's for Hallo-style models."""
+        shape = self.latent_shape(size)
+        identity = conditioning.identity
+        if size is None and self.follows_reference_size and identity is not None and identity.latents is not None:
+            shape = (shape[0], *identity.latents.shape[-2:])
+        return shape
+
+    @property
+    def joint_guidance(self) -> bool:
+        return self.config["sampling"].get("guidance") == "joint"
+
+    @property
+    def sampling_networks(self) -> tuple[str, ...]:
+        """The networks `sample` runs: AnimateNet, the codec (previews, Hallo's re-encoded motion frames) and,
+        with motion frames, IdentityNet."""
+        return ("animate_net", "codec") + (("identity_net",) if motion_frames(self.config) else ())
+
+    def memory_estimate(self, conditioning: VideoConditioning, options: SamplingOptions, *, weights: int = 0,
+                        size: int | None = None):
+        """The peak that `sample` needs beyond `weights` bytes still to load (see models/memory.py)."""
+        from .memory import sampling_estimate
+        from .sampling import make_passes
+
+        _, h, w = self.video_latent_shape(conditioning, size)
+        return sampling_estimate(self.config, weights=weights, frames=min(options.window, options.num_frames),
+                                 passes=len(make_passes(conditioning, options, self.joint_guidance)),
+                                 latent_size=(h, w), dtype=self.dtype)
 
     @property
     def follows_reference_size(self) -> bool:

@@ -6,7 +6,7 @@ import torch
 from comfy_api.v0_0_2 import io
 
 from . import io_types
-from .runtime import on_compute_device
+from .managed import encoder_network, load, networks
 
 
 def _text(conditioning) -> torch.Tensor | None:
@@ -36,6 +36,7 @@ class TextEncode(io.ComfyNode):
 
     @classmethod
     def execute(cls, text_encoder, text: str) -> io.NodeOutput:
+        load(text_encoder, "text_encoder")
         prompt, empty = text_encoder.encode_prompt(text)
         positive = prompt if prompt is not None else empty
         return io.NodeOutput([[positive.cpu(), {}]], [[empty.cpu(), {}]])
@@ -84,26 +85,30 @@ class EncodeIdentity(io.ComfyNode):
             raise ImageInputError("image: the batch is empty (0 images); connect at least one reference portrait")
         side = pipe.reference_size(*references[0].shape[:2])  # the model's size (Hallo: the reference's)
         pixels = images_to_tensor(references, side, name="image")  # [R, 3, S, S] in 0..1
-        regions = None
-        with on_compute_device(pipe):
-            if vae is not None:
-                latents = vae.encode(pixels.permute(0, 2, 3, 1)) * pipe.latent_scale
-            else:
-                latents = pipe.encode_pixels(pixels)
-            if pipe.config["identity"].get("encoder") == "arcface":  # Hallo: face mesh → ArcFace + region masks
-                embeds, regions = _hallo_reference(pipe, pixels)
-            elif image_encoder is not None:
-                embeds = image_encoder.image_embeds(pixels)
-            elif clip_vision_output is not None:
-                embeds = _encoded_references(clip_vision_output, len(references))
-            elif clip_vision is not None:
-                embeds = clip_vision.encode_image(pixels.permute(0, 2, 3, 1)).image_embeds
-            else:
-                embeds = pipe.image_embeds(pixels)
-            tokens = pipe.identity_tokens(image_embeds=embeds)
-            null = _text(negative)
-            identity = pipe.encode_identity(latents, tokens, _text(positive),
-                                            null if null is not None else pipe.null_text(), regions)
+        hallo = pipe.config["identity"].get("encoder") == "arcface"  # face mesh → ArcFace + region masks
+        # ComfyUI's own models (VAE, CLIP vision) run first: loading them may move other models off the GPU
+        latents = vae.encode(pixels.permute(0, 2, 3, 1)) * pipe.latent_scale if vae is not None else None
+        embeds = regions = None
+        if not hallo and image_encoder is None and clip_vision_output is not None:
+            embeds = _encoded_references(clip_vision_output, len(references))
+        elif not hallo and image_encoder is None and clip_vision is not None:
+            embeds = clip_vision.encode_image(pixels.permute(0, 2, 3, 1)).image_embeds
+        null = _text(negative)
+        load(pipe, "identity_net", "image_proj", *(["codec"] if latents is None else []),
+             *(["image_encoder"] if embeds is None and image_encoder is None else []),
+             *(["text_encoder"] if null is None else []),
+             also=networks(image_encoder, "image_encoder") if image_encoder is not None and not hallo else [])
+        if latents is None:
+            latents = pipe.encode_pixels(pixels)
+        if hallo:
+            embeds, regions = _hallo_reference(pipe, pixels)
+        elif image_encoder is not None:
+            embeds = image_encoder.image_embeds(pixels)
+        elif embeds is None:
+            embeds = pipe.image_embeds(pixels)
+        tokens = pipe.identity_tokens(image_embeds=embeds)
+        identity = pipe.encode_identity(latents, tokens, _text(positive),
+                                        null if null is not None else pipe.null_text(), regions)
         return io.NodeOutput(identity.to("cpu"))
 
 
@@ -170,6 +175,7 @@ class EncodeAudio(io.ComfyNode):
         fps = fps or pipe.fps
         if audio_encoder_output is not None:
             features = features_from_encoder_output(audio_encoder_output, name="audio_encoder_output")
+            load(pipe, "audio_proj")
             embeds = pipe.encode_audio(features=features, num_samples=int(audio_encoder_output["audio_samples"]), fps=fps)
         elif audio is not None:
             encoder = audio_encoder or pipe.audio_encoder
@@ -177,6 +183,7 @@ class EncodeAudio(io.ComfyNode):
                 raise ValueError("this model needs an audio encoder: connect 'Load Audio Encoder' or ComfyUI's "
                                  "AudioEncoderEncode output")
             wav = prepare_waveform(audio["waveform"], audio["sample_rate"], name="audio")
+            load(pipe, "audio_proj", also=encoder_network(encoder))
             embeds = pipe.encode_audio(features=pipe.encoder_features(encoder, wav, fps), num_samples=len(wav), fps=fps)
         else:
             raise ValueError("connect 'audio' (or 'audio_encoder_output')")
@@ -219,7 +226,11 @@ class ApplyDecoupledAttention(io.ComfyNode):
                 identity_scale=1.0, audio_scale=1.0, start_percent=0.0, end_percent=1.0) -> io.NodeOutput:
         base = animate_net if hasattr(animate_net, "pipeline") else None
         pipe = base.pipeline if base is not None else animate_net
-        patched = pipe.patch(null_text=_text(negative), text=_text(positive), identity=identity, audio=audio_embeds,
+        null = _text(negative)
+        if null is None and base is None:  # the model's own empty prompt, from its text encoder if it has one
+            load(pipe, "text_encoder")
+            null = pipe.null_text().cpu()
+        patched = pipe.patch(null_text=null, text=_text(positive), identity=identity, audio=audio_embeds,
                              base=base, text_scale=text_scale, identity_scale=identity_scale, audio_scale=audio_scale,
                              step_range=(min(start_percent, end_percent), max(start_percent, end_percent)))
         return io.NodeOutput(patched)

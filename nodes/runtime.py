@@ -1,10 +1,9 @@
-"""ComfyUI plumbing shared by the nodes: devices, progress bars (which are also interrupt points),
-previews, and loaded-model caching."""
+"""ComfyUI plumbing shared by the nodes: precision, progress bars (which are also interrupt points), previews,
+and loaded-model caching (nodes/managed.py puts the networks on the device)."""
 
 from __future__ import annotations
 
 import weakref
-from contextlib import contextmanager
 from pathlib import Path
 
 import comfy.model_management as mm
@@ -75,22 +74,6 @@ def _parameter_count(path: Path) -> int:
         return sum(math.prod(int(d) for d in info["shape"]) for name, info in header.items() if name != "__metadata__")
     except (OSError, ValueError, TypeError, KeyError, AttributeError, struct.error):
         return 0
-
-
-@contextmanager
-def on_compute_device(pipeline):
-    """Run on ComfyUI's torch device, and give the memory back afterwards."""
-    device = mm.get_torch_device()
-    if pipeline.device != device:
-        mm.free_memory(mm.get_total_memory(device) // 2, device)
-        pipeline.to(device)
-    try:
-        yield pipeline
-    finally:
-        offload = mm.unet_offload_device()
-        if pipeline.device != offload:
-            pipeline.to(offload)
-            mm.soft_empty_cache()
 
 
 class Progress:

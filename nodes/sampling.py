@@ -6,7 +6,8 @@ import torch
 from comfy_api.v0_0_2 import io
 
 from . import io_types
-from .runtime import Progress, on_compute_device
+from .managed import check_fits, load, networks, weights_to_load
+from .runtime import Progress
 
 SCHEDULERS = ["ddim", "euler", "dpmpp_2m"]
 
@@ -80,8 +81,12 @@ class Sampler(io.ComfyNode):
         options = SamplingOptions(num_frames=num_frames, steps=steps, scheduler=scheduler, karras=karras, seed=seed,
                                   text_guidance=text_guidance, audio_guidance=audio_guidance, window=window,
                                   overlap=overlap, structure=maps, callback=progress)
-        with on_compute_device(pipe):
-            latents = pipe.sample(animate_net.conditioning, options)
+        needed = networks(pipe, *pipe.sampling_networks)
+        estimate = pipe.memory_estimate(animate_net.conditioning, options, weights=weights_to_load(needed))
+        device = needed[0].load_device
+        check_fits(estimate, device, needed, window)
+        load(pipe, *pipe.sampling_networks, memory_required=estimate.activations)
+        latents = pipe.sample(animate_net.conditioning, options)
         # in place: the sampler's latents are ours, and a copy would double the memory of a long video
         return io.NodeOutput({"samples": latents.div_(pipe.latent_scale), "portraittalk_fps": animate_net.fps})
 
@@ -121,9 +126,9 @@ class Decode(io.ComfyNode):
                                 if not bar.update_absolute(min(i + chunk, samples.shape[0]))])
         elif animate_net is not None:
             pipe = animate_net.pipeline if hasattr(animate_net, "pipeline") else animate_net
-            with on_compute_device(pipe):
-                images = pipe.decode(samples, chunk=chunk, scale=pipe.latent_scale,
-                                     on_chunk=lambda done, total: bar.update_absolute(done, total))
+            load(pipe, "codec")
+            images = pipe.decode(samples, chunk=chunk, scale=pipe.latent_scale,
+                                 on_chunk=lambda done, total: bar.update_absolute(done, total))
         else:
             raise ValueError("connect animate_net (its own codec) or a vae to decode with")
         trimmed = None

@@ -292,6 +292,60 @@ class PTTestNetwork(io.ComfyNode):
         return io.NodeOutput(ui={"text": [json.dumps(facts)]})
 
 
+def _loaded_models() -> list[dict]:
+    """ComfyUI's list of loaded models (comfy.model_management.current_loaded_models): for each, the class of what
+    the patcher holds, the pack's network name, dtype, size and loaded bytes, and how many times its weights were
+    loaded onto the device."""
+    import comfy.model_management as mm
+
+    models = []
+    for loaded in mm.current_loaded_models:
+        patcher = loaded.model
+        if patcher is None:
+            continue
+        held = patcher.model
+        models.append({"class": type(held).__name__, "name": getattr(held, "network_name", None),
+                       "dtype": str(patcher.model_dtype()), "size": patcher.model_size(),
+                       "loaded": patcher.loaded_size(), "loads": getattr(held, "loads", None),
+                       "device": str(loaded.device)})
+    return models
+
+
+def _add_routes() -> None:
+    """GET /pt_test/loaded_models: the list, read between prompts (a prompt of its own would first drop the cached
+    outputs of the last one, and the models with them)."""
+    try:
+        from aiohttp import web
+        from server import PromptServer
+    except ImportError:
+        return
+    if getattr(PromptServer, "instance", None) is None:
+        return
+
+    @PromptServer.instance.routes.get("/pt_test/loaded_models")
+    async def loaded_models(request):
+        return web.json_response(_loaded_models())
+
+
+_add_routes()
+
+
+def _fake_free_memory() -> None:
+    """PT_TEST_FREE_MEMORY (bytes): ComfyUI reports that much free memory on every device, a device of any size
+    for the memory-estimate tests."""
+    import os
+
+    budget = os.environ.get("PT_TEST_FREE_MEMORY")
+    if budget:
+        import comfy.model_management as mm
+
+        mm.get_free_memory = lambda dev=None, torch_free_too=False: (
+            (int(budget), int(budget)) if torch_free_too else int(budget))
+
+
+_fake_free_memory()
+
+
 class _TestExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return [PTTestSleep, PTTestFail, PTTestAudio, PTTestImage, PTTestInspect, PTTestNetwork,
