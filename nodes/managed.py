@@ -9,7 +9,9 @@ nodes and between runs while there is room, moves them off when another model ne
 
 from __future__ import annotations
 
+import dataclasses
 import weakref
+from contextlib import contextmanager
 
 import comfy.model_management as mm
 import torch
@@ -113,18 +115,56 @@ def available_memory(device: torch.device, keep: list[ModelPatcher]) -> int:
     return max(0, free + others - mm.extra_reserved_memory())
 
 
-def check_fits(estimate, device: torch.device, keep: list[ModelPatcher], window: int) -> None:
-    """Stop before sampling when the estimated peak cannot fit, naming the inputs that lower it."""
+def _unload(patchers: list[ModelPatcher]) -> None:
+    """Take these networks out of ComfyUI's loaded list, their weights back on the offload device."""
+    for i in reversed(range(len(mm.current_loaded_models))):
+        loaded = mm.current_loaded_models[i]
+        if loaded.model is not None and loaded.model in patchers:
+            loaded.model_unload()
+            mm.current_loaded_models.pop(i)
+
+
+@contextmanager
+def sampling_memory(pipeline, conditioning, options):
+    """Put what sampling runs on ComfyUI's device for the `with` block: loaded whole when the estimated peak fits
+    (or when nothing else would), else, on a GPU, with AnimateNet's and IdentityNet's blocks streamed from the CPU
+    (diffusers' group offloading; also under --lowvram and --novram). When even that cannot fit, stop now
+    with the estimate (NotEnoughMemory), not with an out-of-memory error at the end of a long run."""
+    from ..models.offload import min_offload_bytes, offload_pipeline, remove_offload
+
+    needed = networks(pipeline, *pipeline.sampling_networks)
+    device = mm.get_torch_device()
+    whole = pipeline.memory_estimate(conditioning, options, weights=weights_to_load(needed))
+    available = available_memory(device, keep=needed)
+    gpu = not mm.is_device_cpu(device)
+    low_vram = mm.vram_state in (mm.VRAMState.LOW_VRAM, mm.VRAMState.NO_VRAM)
+    if whole.total <= available and not (gpu and low_vram):
+        load(pipeline, *pipeline.sampling_networks, memory_required=whole.activations)
+        yield "loaded"
+        return
+    streamed = dataclasses.replace(whole, weights=min_offload_bytes(pipeline, prefetch=1 if device.type == "cuda" else 0))
+    everything = available_memory(device, keep=[])  # with the pack's own networks unloaded too
+    if not gpu or streamed.total > everything:
+        raise NotEnoughMemory(_message(whole, available, device, options.window,
+                                       streamed if gpu else None))
+    _unload(list(_PATCHERS.get(pipeline, {}).values()))
+    mm.free_memory(streamed.total, device)
+    offload_pipeline(pipeline, device)
+    try:
+        yield "offloaded"
+    finally:
+        remove_offload(pipeline, mm.unet_offload_device())
+
+
+def _message(estimate, available: int, device, window: int, streamed=None) -> str:
     from ..models.memory import gigabytes
 
-    available = available_memory(device, keep)
-    if estimate.total <= available:
-        return
     h, w = estimate.latent_size
-    raise NotEnoughMemory(
-        f"not enough memory on {device} to sample: this run needs about {gigabytes(estimate.total)} "
-        f"(weights to load {gigabytes(estimate.weights)} + activations {gigabytes(estimate.activations)} for "
-        f"{estimate.frames}-frame windows × {estimate.passes} guidance pass(es) at {h}×{w} latents) and "
-        f"{gigabytes(available)} is available. Lower 'window' (now {window}), set 'text_guidance' or "
-        f"'audio_guidance' to 1 (each guidance adds a pass), or use smaller references or a smaller model size; "
-        f"half precision (weight_dtype fp16 or bf16) halves both.")
+    offload = (f"; with the weights streamed from the CPU it would still need {gigabytes(streamed.total)}"
+               if streamed is not None else "")
+    return (f"not enough memory on {device} to sample: this run needs about {gigabytes(estimate.total)} "
+            f"(weights to load {gigabytes(estimate.weights)} + activations {gigabytes(estimate.activations)} for "
+            f"{estimate.frames}-frame windows × {estimate.passes} guidance pass(es) at {h}×{w} latents) and "
+            f"{gigabytes(available)} is available{offload}. Lower 'window' (now {window}), set 'text_guidance' or "
+            f"'audio_guidance' to 1 (each guidance adds a pass), or use smaller references or a smaller model "
+            f"size; half precision (weight_dtype fp16 or bf16) halves both.")

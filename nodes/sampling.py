@@ -6,7 +6,7 @@ import torch
 from comfy_api.v0_0_2 import io
 
 from . import io_types
-from .managed import check_fits, load, networks, weights_to_load
+from .managed import load, sampling_memory
 from .runtime import Progress
 
 SCHEDULERS = ["ddim", "euler", "dpmpp_2m"]
@@ -81,12 +81,8 @@ class Sampler(io.ComfyNode):
         options = SamplingOptions(num_frames=num_frames, steps=steps, scheduler=scheduler, karras=karras, seed=seed,
                                   text_guidance=text_guidance, audio_guidance=audio_guidance, window=window,
                                   overlap=overlap, structure=maps, callback=progress)
-        needed = networks(pipe, *pipe.sampling_networks)
-        estimate = pipe.memory_estimate(animate_net.conditioning, options, weights=weights_to_load(needed))
-        device = needed[0].load_device
-        check_fits(estimate, device, needed, window)
-        load(pipe, *pipe.sampling_networks, memory_required=estimate.activations)
-        latents = pipe.sample(animate_net.conditioning, options)
+        with sampling_memory(pipe, animate_net.conditioning, options):
+            latents = pipe.sample(animate_net.conditioning, options)
         # in place: the sampler's latents are ours, and a copy would double the memory of a long video
         return io.NodeOutput({"samples": latents.div_(pipe.latent_scale), "portraittalk_fps": animate_net.fps})
 
