@@ -3,6 +3,7 @@
     portraittalk bench                                    tiny (64 px) and sd15 (128 px) on this machine
     portraittalk bench --config tiny --frames 48 --scale 1 2 4 --seconds 6 60 --json bench.json
     portraittalk bench --config sd15 --size 512 --frames 16 --device cuda --dtype bf16 --channels-last
+    portraittalk bench --config hallo --size 512 --frames 16 --device cuda --dtype fp16 --memory-cap-gb 8 --offload
     portraittalk bench curve                              speed against quality (evaluation/speed_quality.py)
     portraittalk bench train                              training speed and memory, 1 and 2 processes (training/bench.py)
 
@@ -18,7 +19,11 @@ fresh Python process, so runs do not share caches or memory. A run reports:
 - peak memory: RSS after the model is loaded (baseline) and the peak during the generation (on Linux,
   each stage's peak, from VmHWM reset per stage); on a GPU, CUDA's peak allocation per stage;
 - the analytic FLOPs of a denoiser call (models/flops.py), the count from `FlopCounterMode`, and the
-  achieved TFLOP/s; on a GPU, model FLOP utilisation against the device's peak.
+  achieved TFLOP/s; on a GPU, model FLOP utilisation against the device's peak;
+- time to the first frame (from the generation's start to its first decoded frames) and s/frame.
+
+`--offload` runs AnimateNet and IdentityNet under group offloading (models/offload.py); `--memory-cap-gb`
+caps CUDA's allocator as on a smaller card. tools/gpu_plan.py runs the GPU matrix of issue 14 with these.
 
 Scaling (`--scale 1 2 4`, multiples of `--frames`) and long audio (`--seconds 6 60`) are runs too; the
 summary compares their time (both clocks) and peak memory, and checks the issue's targets. `--json` writes
