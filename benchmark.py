@@ -3,6 +3,7 @@
     portraittalk bench                                    tiny (64 px) and sd15 (128 px) on this machine
     portraittalk bench --config tiny --frames 48 --scale 1 2 4 --seconds 6 60 --json bench.json
     portraittalk bench --config sd15 --size 512 --frames 16 --device cuda --dtype bf16 --channels-last
+    portraittalk bench --config hallo --size 512 --frames 16 --device cuda --dtype fp16 --memory-cap-gb 8 --offload
     portraittalk bench curve                              speed against quality (evaluation/speed_quality.py)
     portraittalk bench train                              training speed and memory, 1 and 2 processes (training/bench.py)
 
@@ -18,7 +19,11 @@ fresh Python process, so runs do not share caches or memory. A run reports:
 - peak memory: RSS after the model is loaded (baseline) and the peak during the generation (on Linux,
   each stage's peak, from VmHWM reset per stage); on a GPU, CUDA's peak allocation per stage;
 - the analytic FLOPs of a denoiser call (models/flops.py), the count from `FlopCounterMode`, and the
-  achieved TFLOP/s; on a GPU, model FLOP utilisation against the device's peak.
+  achieved TFLOP/s; on a GPU, model FLOP utilisation against the device's peak;
+- time to the first frame (from the generation's start to its first decoded frames) and s/frame.
+
+`--offload` runs AnimateNet and IdentityNet under group offloading (models/offload.py); `--memory-cap-gb`
+caps CUDA's allocator as on a smaller card. tools/gpu_plan.py runs the GPU matrix of issue 14 with these.
 
 Scaling (`--scale 1 2 4`, multiples of `--frames`) and long audio (`--seconds 6 60`) are runs too; the
 summary compares their time (both clocks) and peak memory, and checks the issue's targets. `--json` writes
@@ -153,6 +158,7 @@ class Stages:
         if self.cuda:
             record["cuda_peak_mb"] = _mb(self.torch.cuda.max_memory_allocated(self.device))
             record["cuda_allocated_mb"] = _mb(self.torch.cuda.memory_allocated(self.device))
+            record["cuda_reserved_peak_mb"] = _mb(self.torch.cuda.max_memory_reserved(self.device))
         self.records[name] = record
 
 
@@ -177,6 +183,11 @@ def reference_image(size: int):
     return np.stack([0.3 + 0.5 * face * xx, 0.3 + 0.4 * face, 0.5 * yy], -1).astype(np.float32)
 
 
+@contextmanager
+def _no_context():
+    yield
+
+
 def build_pipeline(spec: dict, device):
     """The model of a run: random weights from the config (the compute does not depend on them). The
     sd15 family brings no text or image encoder of its own (ComfyUI's CLIP provides them), so its
@@ -191,7 +202,9 @@ def build_pipeline(spec: dict, device):
     config = load_config(spec["config"], overrides)
     torch.manual_seed(0)
     tiny = config["family"] == "tiny"
-    components = build_components(config, with_codec=True)
+    # on a GPU, initialise there: the full-size families' random init takes minutes on a CPU
+    with torch.device(device) if device.type == "cuda" else _no_context():
+        components = build_components(config, with_codec=True)
     audio_encoder = None
     if config["audio"]["encoder"] == "wav2vec2":
         from transformers import Wav2Vec2Config, Wav2Vec2Model
@@ -219,6 +232,7 @@ class DenoiserTimer:
 
     def __enter__(self):
         original = self.module.forward
+        self.previous = self.module.__dict__.get("forward")  # a hook's wrapper (e.g. diffusers'), kept
 
         def timed(latents, *args, **kwargs):
             if self.captured is None or latents.shape[1] > self.captured[0][0].shape[1]:
@@ -236,13 +250,17 @@ class DenoiserTimer:
         return self
 
     def __exit__(self, *exc):
-        del self.module.forward
+        if self.previous is None:
+            del self.module.forward
+        else:
+            self.module.forward = self.previous
 
 
 def _generate(pipe, spec: dict, stages: Stages, num_frames: int, steps: int, prefix: str = ""):
     """The stages of `PortraitTalkPipeline.__call__`, one by one, under the stage recorder."""
     import torch
 
+    from .models.components import image_embed_dim
     from .models.sampling import SamplingOptions
 
     defaults = pipe.config["sampling"]
@@ -250,6 +268,8 @@ def _generate(pipe, spec: dict, stages: Stages, num_frames: int, steps: int, pre
     wave, sr = speechlike(num_frames / fps)
     own_text = pipe.components.text_encoder is not None and pipe.components.text_encoder._tokenize is not None
     gen = torch.Generator().manual_seed(0)
+    stages.sync()
+    started, first = clocks()[0], []
     with stages(prefix + "text"):
         if own_text:
             text, null_text = pipe.encode_prompt(spec.get("prompt"))
@@ -257,15 +277,20 @@ def _generate(pipe, spec: dict, stages: Stages, num_frames: int, steps: int, pre
             shape = (1, int(pipe.config["text"]["max_length"]), int(pipe.config["unet"]["cross_attention_dim"]))
             null_text = torch.randn(shape, generator=gen).to(pipe.device, pipe.dtype)
             text = torch.randn(shape, generator=gen).to(pipe.device, pipe.dtype) if spec.get("prompt") else None
+    regions = None
     with stages(prefix + "references"):
         latents, pixels = pipe.encode_references([reference_image(pipe.size)] * int(spec.get("references", 1)))
-        if pipe.components.image_encoder is not None:
+        if pipe.config["identity"].get("encoder") == "arcface":  # Hallo: a face embedding and the face regions
+            from .models.hallo_masks import region_masks
+
+            regions = region_masks(pipe.size, pipe.size)  # the centre box, as without a face landmarker
+        if pipe.components.image_encoder is not None and regions is None:
             tokens = pipe.identity_tokens(pixels)
         else:
-            dim = int(pipe.config["identity"]["image_encoder"]["projection_dim"])
+            dim = image_embed_dim(pipe.config)
             tokens = pipe.identity_tokens(image_embeds=torch.randn(pixels.shape[0], dim, generator=gen))
     with stages(prefix + "identity_net"):
-        identity = pipe.encode_identity(latents, tokens, text, null_text)
+        identity = pipe.encode_identity(latents, tokens, text, null_text, regions)
     with stages(prefix + "audio"):
         embeds = pipe.encode_audio(wave, sr)
     if embeds.num_frames != num_frames:
@@ -281,7 +306,9 @@ def _generate(pipe, spec: dict, stages: Stages, num_frames: int, steps: int, pre
     with stages(prefix + "sampling"):
         out = pipe.sample(cond, options)
     with stages(prefix + "decode"):
-        frames = pipe.decode(out, chunk=int(spec.get("decode_chunk", 8)))
+        frames = pipe.decode(out, chunk=int(spec.get("decode_chunk", 8)),
+                             on_chunk=lambda done, total: first or first.append(clocks()[0] - started))
+    stages.records[prefix + "decode"]["first_frame_s"] = first[0] if first else None
     return cond, options, frames
 
 
@@ -304,6 +331,13 @@ def run_case(spec: dict) -> dict:
         with stages("accelerate"):
             accel = accelerate(pipe, dtype=spec.get("dtype"), channels_last=bool(spec.get("channels_last")),
                                compile=spec.get("compile") or False)
+    offload = None
+    if spec.get("offload"):  # last: after the dtype, channels-last and compile (models/offload.py)
+        from .models.offload import offload_pipeline
+
+        with stages("offload"):
+            offload = offload_pipeline(pipe, device, num_blocks_per_group=int(spec.get("offload_blocks") or 1))
+    cap = _memory_cap(spec, device)
     baseline_rss = rss_bytes()
     baseline_cuda = torch.cuda.memory_allocated(device) if device.type == "cuda" else None
     frames, steps = int(spec["frames"]), int(spec.get("steps") or pipe.config["sampling"]["steps"])
@@ -321,13 +355,18 @@ def run_case(spec: dict) -> dict:
         "baseline_rss_mb": _mb(baseline_rss),  # after the model is loaded
         "warm_rss_mb": _mb(warm_rss),  # after the warm-up generation (libraries loaded, caches filled)
         # the peak of the warm-up and the measured generation (the same in every run of a comparison)
-        "peak_rss_mb": max(r["rss_peak_mb"] for k, r in stages.records.items() if k not in ("load", "accelerate")),
+        "peak_rss_mb": max(r["rss_peak_mb"] for k, r in stages.records.items() if k not in ("load", "accelerate", "offload")),
         "per_stage_peaks": stages.can_reset,
     }
     memory["growth_mb"] = round(memory["peak_rss_mb"] - _mb(baseline_rss), 1)
     if device.type == "cuda":
         memory["cuda_baseline_mb"] = _mb(baseline_cuda)
         memory["cuda_peak_mb"] = max(stages.records[k].get("cuda_peak_mb", 0) for k in generation)
+        # what the allocator held (the cap bounds this one), and what it gives back: the driver's view is higher
+        memory["cuda_reserved_peak_mb"] = max(stages.records[k].get("cuda_reserved_peak_mb", 0) for k in generation)
+    memory["cap_gb"] = cap
+    if offload is not None:
+        memory["offload_min_device_mb"] = _mb(offload["min_device_bytes"])
     refs = int(spec.get("references", 1))
     conditions = 2 if cond.text is not None else 1
     latent = pipe.size // codec_factor(pipe.config)
@@ -359,9 +398,31 @@ def run_case(spec: dict) -> dict:
                          "flops": identity_net_flops(pipe.config, latent, references=refs, conditions=conditions).total,
                          "kv_flops_once": identity_kv_flops(pipe.config, latent, references=refs, conditions=conditions)},
         "generation_seconds": sum(stages.records[k]["seconds"] for k in generation),
+        # from the generation's start until its first frames are decoded (on the CPU)
+        "first_frame_s": stages.records["decode"].get("first_frame_s"),
+        "offload": None if offload is None else {k: v for k, v in offload.items() if k != "groups"},
         "generation_cpu_seconds": sum(stages.records[k]["cpu_seconds"] for k in generation),
         "wall_seconds": time.perf_counter() - started,
     }
+
+
+def _memory_cap(spec: dict, device) -> float | None:
+    """`--memory-cap-gb`: the CUDA allocator may hold at most this many GB (10⁹ bytes) from here on, as on a
+    smaller card (the CUDA context is not counted). The cache is emptied first, so that the model's build
+    does not count against the generation."""
+    cap = spec.get("memory_cap_gb")
+    if cap is None:
+        return None
+    if device.type != "cuda":
+        raise ValueError(f"--memory-cap-gb {cap}: a memory cap needs a CUDA device, not {device}")
+    import torch
+
+    total = torch.cuda.get_device_properties(device).total_memory
+    if not 0 < cap * 1e9 <= total:
+        raise ValueError(f"--memory-cap-gb {cap}: must be above 0 and at most the device's {total / 1e9:.1f} GB")
+    torch.cuda.empty_cache()
+    torch.cuda.set_per_process_memory_fraction(cap * 1e9 / total, device)
+    return float(cap)
 
 
 def _bare_forward(net, captured, stages: Stages, spec: dict) -> tuple[list[float], list[float], float | None]:
@@ -548,6 +609,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
                    help="torch.compile AnimateNet's UNet (optionally a mode, e.g. max-autotune)")
+    p.add_argument("--offload", action="store_true",
+                   help="diffusers' block-level group offloading of AnimateNet and IdentityNet (models/offload.py)")
+    p.add_argument("--offload-blocks", type=int, default=1, metavar="N", help="UNet blocks per offloaded group")
+    p.add_argument("--memory-cap-gb", type=float, default=None, metavar="GB",
+                   help="CUDA only: cap this process's GPU memory (torch.cuda.set_per_process_memory_fraction)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--repeats", type=int, default=5, help="bare-forward repeats (median)")
     p.add_argument("--rounds", type=int, default=1,
@@ -566,6 +632,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     return p
+
+
+def _check_args(parser, args) -> None:
+    import torch
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.memory_cap_gb is not None:
+        if not device.startswith("cuda"):
+            parser.error(f"--memory-cap-gb {args.memory_cap_gb:g} needs --device cuda (it caps CUDA's allocator); "
+                         f"the device here is {device}")
+        if args.memory_cap_gb <= 0:
+            parser.error(f"--memory-cap-gb must be above 0, got {args.memory_cap_gb:g}")
+    if args.offload_blocks < 1:
+        parser.error(f"--offload-blocks must be at least 1, got {args.offload_blocks}")
 
 
 def plan(args) -> list[dict]:
@@ -588,7 +668,8 @@ def plan(args) -> list[dict]:
                 "overlap": args.overlap, "references": args.references, "device": args.device, "dtype": args.dtype,
                 "channels_last": args.channels_last, "compile": args.compile, "threads": args.threads,
                 "repeats": args.repeats, "warmup": not args.no_warmup, "count_flops": not args.no_flop_count,
-                "peak_tflops": args.peak_tflops, "profile": str(args.profile) if args.profile else None}
+                "peak_tflops": args.peak_tflops, "profile": str(args.profile) if args.profile else None,
+                "offload": args.offload, "offload_blocks": args.offload_blocks, "memory_cap_gb": args.memory_cap_gb}
         for scale in scales:
             specs.append({**base, "frames": frames * scale, "role": f"scale {scale}x", "scale": scale,
                           "base_frames": frames})
@@ -693,6 +774,7 @@ def table(result: dict) -> str:
     runs = result["runs"]
     cols = [("config", lambda r: r["config"]), ("size", lambda r: r["size"]), ("frames", lambda r: r["frames"]),
             ("steps", lambda r: r["steps"]), ("passes", lambda r: r["passes"]), ("calls", lambda r: r["sampling"]["denoiser_calls"]),
+            ("s/frame", lambda r: r["generation_seconds"] / r["frames"]), ("1st frame s", lambda r: r.get("first_frame_s")),
             ("s/frame/step", lambda r: r["sampling"]["per_frame_step_s"]),
             ("unet", lambda r: r["sampling"]["unet_per_frame_step_s"]),
             ("other", lambda r: r["sampling"]["other_per_frame_step_s"]),
@@ -769,9 +851,11 @@ def bench_main(argv: list[str] | None = None) -> int:
         from .training.bench import bench_train_main
 
         return bench_train_main(argv[1:])
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     if args.worker:
         return _worker(args.worker)
+    _check_args(parser, args)
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
     result = {"schema": SCHEMA, "environment": environment(), "runs": []}
     if not args.no_import_time:

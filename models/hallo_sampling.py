@@ -82,8 +82,10 @@ def sample_motion_frames(animate_net, identity_net, conditioning: VideoCondition
         raise ValueError("this model has no motion frames; use blended windows")
     if identity is None or identity.latents is None:
         raise ValueError("motion frames start from the reference: connect an IDENTITY encoded with this model")
-    param = next(identity_net.parameters())
-    identity = identity.to(param.device, param.dtype)
+    from .offload import execution_device
+
+    device, dtype = execution_device(identity_net), next(identity_net.parameters()).dtype
+    identity = identity.to(device, dtype)
     frames, width = options.num_frames, options.window
     available = conditioning.audio_tokens.shape[0] if conditioning.audio_tokens is not None else frames
     total = max(frames, min(-(-frames // width) * width, available))  # Hallo fills the last window with padded audio
@@ -98,7 +100,7 @@ def sample_motion_frames(animate_net, identity_net, conditioning: VideoCondition
     noises = window_noise(options, (total, *latent_shape), width, joint)
     previous = identity.latents[:1].repeat(count, 1, 1, 1)  # the first window's motion frames: the reference
     for index, ((start, end), noise) in enumerate(zip(windows, noises)):
-        motion = motion_features(identity_net, animate_net, identity, previous.to(param.device, param.dtype), passes,
+        motion = motion_features(identity_net, animate_net, identity, previous.to(device, dtype), passes,
                                  conditioning.null_text, hallo_rows)
         scheduler = make_scheduler(options.scheduler, scheduler_config, options.karras)
         scheduler.set_timesteps(options.steps)

@@ -170,6 +170,11 @@ class PortraitTalkPipeline:
 
     def to(self, device=None, dtype=None) -> PortraitTalkPipeline:
         """Move every component (in place) and remember where they are."""
+        from .offload import is_offloaded
+
+        if is_offloaded(self):  # the offloaded networks' CPU copies would go stale
+            raise ValueError("this pipeline is offloaded (models/offload.py): remove_offload(pipeline) before moving "
+                             "or casting it, and offload again afterwards")
         self.device = torch.device(device) if device is not None else self.device
         self.dtype = dtype or self.dtype
         self.components.to(self.device, self.dtype)
@@ -409,8 +414,9 @@ class PortraitTalkPipeline:
                                         self.config["scheduler"], joint=joint)
         motion = None
         if count and identity is not None and identity.latents is not None:
-            param = next(components.identity_net.parameters())
-            first = identity.to(param.device, param.dtype)
+            from .offload import execution_device
+
+            first = identity.to(execution_device(components.identity_net), next(components.identity_net.parameters()).dtype)
             motion = motion_features(components.identity_net, components.animate_net, first,
                                      first.latents[:1].repeat(count, 1, 1, 1), make_passes(conditioning, options, joint),
                                      conditioning.null_text, follows_hallo(options, "reference_rows", joint))

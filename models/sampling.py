@@ -301,9 +301,11 @@ def make_passes(conditioning: VideoConditioning, options: SamplingOptions, joint
 
 
 def make_denoiser(animate_net, conditioning: VideoConditioning, options: SamplingOptions, joint: bool = False):
-    param = next(animate_net.parameters())
+    from .offload import execution_device
+
+    param = next(animate_net.parameters())  # offloaded, its device is the CPU: execution_device says where it runs
     return WindowDenoiser(animate_net, conditioning, make_passes(conditioning, options, joint), param.dtype,
-                          param.device, hallo_rows=follows_hallo(options, "reference_rows", joint))
+                          execution_device(animate_net), hallo_rows=follows_hallo(options, "reference_rows", joint))
 
 
 def follows_hallo(options: SamplingOptions, name: str, joint: bool) -> bool:
