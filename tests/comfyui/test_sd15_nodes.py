@@ -176,9 +176,14 @@ def _runs_one_step(server, files):
         assert frames.std() > 0  # decoded pictures, not an empty canvas
         # ComfyUI's "Unload models" (/free) must give the ~9 GB model back: the pack's caches hold it only
         # while ComfyUI's own output cache does
+        # ComfyUI's model manager lists the networks with their sizes (the fp32 UNets: 3.4 GB each, less what IdentityNet leaves out)
+        loaded = {m["name"]: m["size"] for m in client.get_json("/pt_test/loaded_models")
+                  if m["class"] == "PortraitTalkNetwork"}
+        assert loaded.get("animate_net", 0) > 3e9 and loaded.get("identity_net", 0) > 2e9, loaded
         before, after = memory_after_free(server, client, FREED_GB * 1e9)
         print(f"[sd15] after /free: {before / 1e9:.1f} → {after / 1e9:.1f} GB resident")
         assert before - after > FREED_GB * 1e9, \
             f"/free gave back only {(before - after) / 1e9:.1f} GB of {before / 1e9:.1f} GB"
+        assert not [m for m in client.get_json("/pt_test/loaded_models") if m["class"] == "PortraitTalkNetwork"]
     finally:
         client.close()
