@@ -176,7 +176,7 @@ def _runs_one_step(server, files):
         assert frames.std() > 0  # decoded pictures, not an empty canvas
         # ComfyUI's "Unload models" (/free) must give the ~9 GB model back: the pack's caches hold it only
         # while ComfyUI's own output cache does
-        # ComfyUI's model manager lists the networks with their sizes (the fp32 UNets: 3.4 GB each, less what IdentityNet leaves out)
+        # ComfyUI's model manager lists the networks with their sizes (fp32 UNets: 3.4 GB, IdentityNet a bit less)
         loaded = {m["name"]: m["size"] for m in client.get_json("/pt_test/loaded_models")
                   if m["class"] == "PortraitTalkNetwork"}
         assert loaded.get("animate_net", 0) > 3e9 and loaded.get("identity_net", 0) > 2e9, loaded
