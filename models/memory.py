@@ -29,7 +29,8 @@ class MemoryEstimate:
         return self.weights + self.activations
 
 
-def activation_bytes(config: dict, *, frames: int, passes: int, latent_size: tuple[int, int], dtype: torch.dtype) -> int:
+def activation_bytes(config: dict, *, frames: int, passes: int, latent_size: tuple[int, int],
+                     dtype: torch.dtype) -> int:
     """Peak activation bytes of AnimateNet on one window of `frames` frames with `passes` guidance passes."""
     width = int(config["unet"]["block_out_channels"][0])
     element = torch.empty((), dtype=dtype).element_size()

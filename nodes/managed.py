@@ -142,7 +142,8 @@ def sampling_memory(pipeline, conditioning, options):
         load(pipeline, *pipeline.sampling_networks, memory_required=whole.activations)
         yield "loaded"
         return
-    streamed = dataclasses.replace(whole, weights=min_offload_bytes(pipeline, prefetch=1 if device.type == "cuda" else 0))
+    prefetch = 1 if device.type == "cuda" else 0  # with streams, the next block group is copied during compute
+    streamed = dataclasses.replace(whole, weights=min_offload_bytes(pipeline, prefetch=prefetch))
     everything = available_memory(device, keep=[])  # with the pack's own networks unloaded too
     if not gpu or streamed.total > everything:
         raise NotEnoughMemory(_message(whole, available, device, options.window,

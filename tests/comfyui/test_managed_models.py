@@ -16,8 +16,9 @@ PACK_NETWORKS = {"identity_net", "animate_net", "image_proj", "audio_proj", "cod
 
 def _graph(tag: str, seed: int = 0) -> dict:
     graph = generation_graph(MODEL, steps=1, seed=seed, audio=["20", 0], prefix=f"portraittalk/managed_{tag}")
-    graph["20"] = {"class_type": "PTTestAudio", "inputs": {"kind": "speech", "seconds": 0.4, "samples": -1,
-                                                            "sample_rate": 16000, "channels": 1, "batch": 1, "tag": tag}}
+    graph["20"] = {"class_type": "PTTestAudio",
+                   "inputs": {"kind": "speech", "seconds": 0.4, "samples": -1, "sample_rate": 16000, "channels": 1,
+                              "batch": 1, "tag": tag}}
     return graph
 
 
