@@ -126,9 +126,9 @@ def _unload(patchers: list[ModelPatcher]) -> None:
 
 @contextmanager
 def sampling_memory(pipeline, conditioning, options):
-    """Put what sampling runs on ComfyUI's device for the `with` block: loaded whole when the estimated peak fits
-    (or when nothing else would), else, on a GPU, with AnimateNet's and IdentityNet's blocks streamed from the CPU
-    (diffusers' group offloading; also under --lowvram and --novram). When even that cannot fit, stop now
+    """Put what sampling runs on ComfyUI's device for the `with` block: loaded whole when the estimated peak fits,
+    else, on a GPU, with AnimateNet's and IdentityNet's blocks streamed from the CPU (diffusers' group offloading;
+    also under --lowvram and --novram). When even that cannot fit, stop now
     with the estimate (NotEnoughMemory), not with an out-of-memory error at the end of a long run."""
     from ..models.offload import min_offload_bytes, offload_pipeline, remove_offload
 
