@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 ASSETS = Path(__file__).resolve().parent / "assets"
-DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}  # torch attribute names: torch loads lazily
+DTYPE_CHOICES = ("bf16", "fp16", "fp32")  # names models.acceleration.resolve_dtype takes; torch loads lazily
 
 
 def _generate(image: Path, audio: Path, out: Path, *, prompt: str | None, model: str, steps: int | None,
@@ -34,10 +34,9 @@ def _generate(image: Path, audio: Path, out: Path, *, prompt: str | None, model:
 
     from .media import read_audio, write_video
     from .models import PortraitTalkPipeline
+    from .models.acceleration import resolve_dtype
 
-    import torch
-
-    pipeline = PortraitTalkPipeline.from_pretrained(model, dtype=getattr(torch, DTYPES[dtype]))
+    pipeline = PortraitTalkPipeline.from_pretrained(model, dtype=resolve_dtype(dtype))
     wav, rate = read_audio(audio)
     bar = tqdm(desc="sampling", unit="window")
 
@@ -73,7 +72,7 @@ def _generate_parser(sub) -> None:
     p.add_argument("--text-guidance", type=float, default=None)
     p.add_argument("--audio-guidance", type=float, default=None)
     p.add_argument("--upscale", type=int, default=1, help="enlarge frames by this factor (nearest neighbour)")
-    p.add_argument("--dtype", choices=sorted(DTYPES), default="fp32",
+    p.add_argument("--dtype", choices=DTYPE_CHOICES, default="fp32",
                    help="precision of the networks' weights (fp16/bf16 halve their memory; the codec stays fp32)")
 
 

@@ -120,7 +120,8 @@ def min_offload_bytes(pipeline, num_blocks_per_group: int = 1, prefetch: int | N
     for name, module in components.modules().items():
         if name in NETWORKS:
             net = module
-            stays += _bytes(t for t in _module_tensors(net) if id(t) not in {id(u) for u in _module_tensors(net.unet)})
+            in_unet = {id(u) for u in _module_tensors(net.unet)}
+            stays += _bytes(t for t in _module_tensors(net) if id(t) not in in_unet)
             groups = offload_groups(net.unet, num_blocks_per_group)
             largest = max((size for _, size in groups[1:]), default=0)
             worst = max(worst, groups[0][1] + largest * (1 + prefetch))

@@ -57,8 +57,11 @@ def networks(pipeline, *names: str) -> list[ModelPatcher]:
     """The patchers of a pipeline's named networks, of those it has with weights (a full-size model has no codec of
     its own; the tiny codec is a pixel shuffle)."""
     modules = pipeline.components.modules()
-    return [_patcher(pipeline, name, modules[name]) for name in names
-            if name in modules and next(iter(modules[name].state_dict().values()), None) is not None]
+    return [_patcher(pipeline, name, modules[name]) for name in names if name in modules and _has_weights(modules[name])]
+
+
+def _has_weights(module: torch.nn.Module) -> bool:
+    return next(module.parameters(), None) is not None or next(module.buffers(), None) is not None
 
 
 def encoder_network(encoder) -> list[ModelPatcher]:

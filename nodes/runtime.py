@@ -28,14 +28,15 @@ def weight_dtype(choice: str, parameters: int = 0):
     "auto" (a dtype the pack does not run, fp8 or fp64, falls back to fp16 or fp32)."""
     import torch
 
-    named = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
-    if choice in named:
-        return named[choice]
-    if choice != "auto":
+    from ..models.acceleration import DTYPES
+
+    if choice not in WEIGHT_DTYPES:
         raise ValueError(f"weight_dtype: {choice!r} is not one of {', '.join(WEIGHT_DTYPES)}")
-    chosen = mm.unet_dtype(mm.get_torch_device(), parameters,
-                           supported_dtypes=[torch.float16, torch.bfloat16, torch.float32])
-    if chosen in named.values():
+    if choice != "auto":
+        return DTYPES[choice]
+    supported = [torch.float16, torch.bfloat16, torch.float32]
+    chosen = mm.unet_dtype(mm.get_torch_device(), parameters, supported_dtypes=supported)
+    if chosen in supported:
         return chosen
     return torch.float32 if chosen == torch.float64 else torch.float16
 
@@ -57,22 +58,18 @@ def load_pipeline(path: Path, weight_dtype_choice: str = "auto"):
 
 
 def _parameter_count(path: Path) -> int:
-    """Elements in a safetensors model file, from its header (what ComfyUI weighs its dtype choice by); 0
-    for anything unreadable: the loader that follows refuses a broken file with its own clear message."""
-    import json
+    """Elements in a safetensors model file, from its checked header (what ComfyUI weighs its dtype choice by);
+    0 for anything unreadable: the loader that follows refuses a broken file with its own clear message."""
     import math
-    import struct
+
+    from ..models.weights import ModelFileError, _check_safetensors_header
 
     if path.suffix != ".safetensors" or not path.is_file():
         return 0
     try:
-        with open(path, "rb") as f:
-            size = struct.unpack("<Q", f.read(8))[0]
-            if size > 100 * 2**20:  # no real header is this large: never read a hostile length
-                return 0
-            header = json.loads(f.read(size))
+        header = _check_safetensors_header(path)
         return sum(math.prod(int(d) for d in info["shape"]) for name, info in header.items() if name != "__metadata__")
-    except (OSError, ValueError, TypeError, KeyError, AttributeError, struct.error):
+    except (ModelFileError, OSError, ValueError, TypeError, KeyError):
         return 0
 
 
