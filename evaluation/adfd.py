@@ -36,7 +36,8 @@ import math
 
 import numpy as np
 
-from .audio_features import loudness_envelope, onset_envelope
+from ..models.audio_contract import SAMPLE_RATE, level_normalised_loudness_envelope
+from .audio_features import onset_envelope
 from .lmd import landmark_source, landmark_track, lmd
 from .signals import best_lag, fill_gaps, safe_corr
 
@@ -71,7 +72,7 @@ def adfd(observations, audio16k: np.ndarray, fps: float, ground_truth=None, *, m
     notes: list[str] = []
 
     aperture = _aperture_track(observations, notes)
-    loudness = loudness_envelope(audio16k, fps, n)
+    loudness = level_normalised_loudness_envelope(audio16k, SAMPLE_RATE, fps, n)
     onset = onset_envelope(audio16k, fps, n)
 
     velocity = np.diff(aperture, prepend=aperture[0])

@@ -1,15 +1,12 @@
-"""Audio at video frame rate: the loudness and onset envelopes the metrics compare with.
-
-Frame f covers the audio interval [f/fps, (f+1)/fps): each envelope value describes
-exactly the sound heard while that frame is on screen (the SynthTalk contract,
-DESIGN.md §6 and §8). Samples past the end of the audio count as silence.
+"""Audio at video frame rate for the metrics: the ComfyUI/any-shape → mono 16 kHz conversion and the
+onset envelope. Frame counting and the loudness envelope are the audio contract's
+(`models.audio_contract`: frame f covers the audio interval [f/fps, (f+1)/fps); samples past
+the end of the audio count as silence).
 
 * **Loudness envelope** (used by ADFD's spatial part and the aperture–loudness
-  diagnostic): RMS level of the frame's interval in dBFS, after scaling the clip so its
-  loud frames (95th percentile) sit at ``SPEECH_LEVEL_DB``; then mapped linearly from
-  ``CLOSED_DB`` (0, silence) to ``OPEN_DB`` (1, loud). The constants are SynthTalk's, so
-  for a SynthTalk clip this envelope is its mouth openness. The level normalisation
-  makes the metric independent of recording gain.
+  diagnostic): `level_normalised_loudness_envelope`, SynthTalk's level-to-openness map after
+  scaling the clip so its loud frames sit at a fixed level, so the metric is independent of
+  recording gain.
 * **Onset envelope** (used by ADFD's temporal part): ``librosa.onset.onset_strength``
   (spectral flux of a log-mel spectrogram, 32 ms window, 10 ms hop), averaged over the
   analysis frames whose centres fall inside each video frame's interval.
@@ -17,15 +14,10 @@ DESIGN.md §6 and §8). Samples past the end of the audio count as silence.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-SAMPLE_RATE = 16000
-CLOSED_DB = -50.0
-OPEN_DB = -14.0
-SPEECH_LEVEL_DB = -16.0
-SILENCE_DB = -100.0  # a clip whose loud frames are below this is treated as silent
+from ..models.audio_contract import SAMPLE_RATE
+
 ONSET_HOP = 160  # 10 ms at 16 kHz
 ONSET_N_FFT = 512  # 32 ms
 
@@ -56,38 +48,6 @@ def to_mono_16k(audio, sample_rate: int) -> np.ndarray:
         import librosa
         x = librosa.resample(x, orig_sr=int(sample_rate), target_sr=SAMPLE_RATE).astype(np.float32)
     return x
-
-
-def num_video_frames(num_samples: int, fps: float, sample_rate: int = SAMPLE_RATE) -> int:
-    """F = ceil(duration · fps), as the model produces."""
-    return int(math.ceil(num_samples * fps / sample_rate - 1e-9))
-
-
-def frame_edges(num_frames: int, fps: float, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Sample index where each frame's interval starts, plus the end of the last: [F + 1]."""
-    return np.round(np.arange(num_frames + 1) * sample_rate / fps).astype(np.int64)
-
-
-def frame_level_db(audio16k: np.ndarray, fps: float, num_frames: int) -> np.ndarray:
-    """RMS level (dBFS) of each frame's interval, [F]."""
-    x = np.asarray(audio16k, np.float64)
-    edges = frame_edges(num_frames, fps)
-    energy = np.concatenate([[0.0], np.cumsum(x * x)])
-    clipped = np.minimum(edges, len(x))
-    ms = np.maximum(np.diff(energy[clipped]), 0.0) / np.maximum(np.diff(edges), 1)
-    return 10.0 * np.log10(ms + 1e-12)
-
-
-def loudness_envelope(audio16k: np.ndarray, fps: float, num_frames: int) -> np.ndarray:
-    """Loudness per frame in 0..1 after level normalisation (see the module docstring)."""
-    db = frame_level_db(audio16k, fps, num_frames)
-    if num_frames == 0:
-        return np.zeros(0, np.float32)
-    loud = float(np.percentile(db, 95))
-    if loud < SILENCE_DB:
-        return np.zeros(num_frames, np.float32)
-    db = db + (SPEECH_LEVEL_DB - loud)
-    return np.clip((db - CLOSED_DB) / (OPEN_DB - CLOSED_DB), 0.0, 1.0).astype(np.float32)
 
 
 def onset_envelope(audio16k: np.ndarray, fps: float, num_frames: int) -> np.ndarray:

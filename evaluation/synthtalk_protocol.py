@@ -56,9 +56,9 @@ def mouth_opening(frames: np.ndarray, tolerance: float = MOUTH_TOLERANCE) -> np.
 
 
 def lip_sync(frames: np.ndarray, audio: np.ndarray, sample_rate: int, fps: float = 25.0) -> dict:
-    from ..training.synthtalk import loudness_envelope
+    from ..models.audio_contract import absolute_loudness_envelope
 
-    envelope = loudness_envelope(audio, sample_rate, fps, len(frames))
+    envelope = absolute_loudness_envelope(audio, sample_rate, fps, len(frames))
     search = best_lag(mouth_opening(frames), envelope, MAX_LAG)
     return {"r": round(search.r, 4), "lag": search.lag, "defined": search.defined}
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..faces.testing import draw_talking_clip
-from .audio_features import SAMPLE_RATE, loudness_envelope, num_video_frames, to_mono_16k
+from ..models.audio_contract import (ANALYSIS_FRAME_TOLERANCE, SAMPLE_RATE, level_normalised_loudness_envelope,
+                                     num_video_frames)
+from .audio_features import to_mono_16k
 
 MOUTH_MAX_HEIGHT = 0.18  # fraction of the frame size at full loudness, as in SynthTalk
 
@@ -38,8 +40,8 @@ def clip_for_audio(audio, sample_rate: int = SAMPLE_RATE, fps: float = 25.0, siz
                    head_motion: float = 0.0, seed: int = 0, **face) -> tuple[np.ndarray, np.ndarray]:
     """(frames [F, size, size, 3] uint8, mouth heights in pixels [F]) in sync with ``audio``."""
     audio16 = to_mono_16k(audio, sample_rate)
-    n = num_video_frames(len(audio16), fps)
-    heights = loudness_envelope(audio16, fps, n) * MOUTH_MAX_HEIGHT * size
+    n = num_video_frames(len(audio16), SAMPLE_RATE, fps, tolerance=ANALYSIS_FRAME_TOLERANCE)
+    heights = level_normalised_loudness_envelope(audio16, SAMPLE_RATE, fps, n) * MOUTH_MAX_HEIGHT * size
     return draw_talking_clip(heights, size=size, head_motion=head_motion, seed=seed, **face), heights
 
 

@@ -10,14 +10,14 @@ cross-attention width). The tokens reach `DecoupledCrossAttnProcessor`'s audio s
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-SAMPLE_RATE = 16000
+from .audio_contract import SAMPLE_RATE, num_video_frames
+
 TARGET_LEVEL = 0.1  # RMS of the loud (95th-percentile) 20 ms frames after normalisation
 SILENCE_LEVEL = 1e-4  # below this the clip is treated as silence and left as it is
 # Rates outside this range are not audio a recorder makes; a rate of 1 Hz would resample every sample
@@ -27,11 +27,6 @@ MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 768000
 
 class AudioInputError(ValueError):
     """Audio that cannot be used, with a message that names the input and what is wrong."""
-
-
-def num_video_frames(num_samples: int, sample_rate: int, fps: float) -> int:
-    """F = ceil(duration · fps), robust to float error in the duration."""
-    return max(0, math.ceil(num_samples * fps / sample_rate - 1e-6))
 
 
 def _as_numpy(waveform, name: str) -> np.ndarray:

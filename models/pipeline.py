@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from .attention import StreamScales
-from .audio import (AudioFeatures, AudioInputError, features_per_frame, frame_windows, num_video_frames,
-                    prepare_waveform)
+from .audio import AudioFeatures, AudioInputError, features_per_frame, frame_windows, prepare_waveform
+from .audio_contract import num_video_frames
 from .components import Components, build_components, default_audio_encoder, load_components, save_components
 from .config import attention_streams, load_config, motion_frames, uses_audio_modules
 from .identity_net import IdentityFeatures

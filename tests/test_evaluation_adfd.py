@@ -8,7 +8,8 @@ import os
 import numpy as np
 import pytest
 
-from comfyui_portraittalk.evaluation import adfd, evaluate, loudness_envelope, onset_envelope, to_mono_16k
+from comfyui_portraittalk.evaluation import adfd, evaluate, onset_envelope, to_mono_16k
+from comfyui_portraittalk.models.audio_contract import SAMPLE_RATE, level_normalised_loudness_envelope
 from comfyui_portraittalk.evaluation.testing import clip_for_audio, delay_audio, speech_like_audio
 from comfyui_portraittalk.faces import analyze_synthtalk
 
@@ -72,7 +73,7 @@ def test_adfd_orderings_on_synthtalk_clip():
     # Our loudness envelope is SynthTalk's openness (same window and dB mapping), up to the
     # level normalisation: a shift of a few dB.
     openness = np.array(clip.meta["per_frame"]["mouth_height"])
-    ours = loudness_envelope(audio16, FPS, len(openness))
+    ours = level_normalised_loudness_envelope(audio16, SAMPLE_RATE, FPS, len(openness))
     assert np.corrcoef(openness, ours)[0, 1] > 0.95
 
 
@@ -117,7 +118,7 @@ def test_no_nan_on_constant_video_and_silence():
     assert r["spatial"] == pytest.approx(1.0)  # a still mouth is right for silence
     assert any("undefined" in n for n in r["notes"])
     assert np.all(onset_envelope(silence, FPS, 10) == 0)
-    assert np.all(loudness_envelope(silence, FPS, 10) == 0)
+    assert np.all(level_normalised_loudness_envelope(silence, SAMPLE_RATE, FPS, 10) == 0)
 
 
 def test_missing_faces_are_interpolated_and_reported():

@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from comfyui_portraittalk.models.audio import (MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, SAMPLE_RATE, AudioInputError,
-                                               MelEncoder, num_video_frames, prepare_waveform)
+                                               MelEncoder, prepare_waveform)
+from comfyui_portraittalk.models.audio_contract import num_video_frames
 
 from comfyui.offline import no_network  # tests/comfyui (tests/ is on sys.path, as for conftest)
 

@@ -8,7 +8,8 @@ import torch
 
 from comfyui_portraittalk.models.audio import (AudioFeatures, AudioInputError, MelEncoder, Wav2Vec2Encoder,
                                                features_from_encoder_output, features_per_frame, frame_windows,
-                                               loudness_normalise, num_video_frames, prepare_waveform)
+                                               loudness_normalise, prepare_waveform)
+from comfyui_portraittalk.models.audio_contract import num_video_frames
 
 
 def tone(seconds: float, sr: int, freq: float = 220.0, amp: float = 0.3) -> np.ndarray:

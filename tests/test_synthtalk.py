@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from comfyui_portraittalk.models.audio_contract import absolute_loudness_envelope
 from comfyui_portraittalk.training import synthtalk as st
 from comfyui_portraittalk.training.layout import read_clip, read_index
 
@@ -60,7 +61,7 @@ def test_mouth_pixels_grow_monotonically_with_height():
 
 def test_colour_mouth_height_tracks_the_audio_envelope(clip):
     # The envelope recomputed from the audio as stored on disk (read_wav scale), not from meta.
-    envelope = st.loudness_envelope(clip.audio, clip.sample_rate, clip.fps, clip.num_frames)
+    envelope = absolute_loudness_envelope(clip.audio, clip.sample_rate, clip.fps, clip.num_frames)
     assert np.allclose(envelope, clip.meta["per_frame"]["mouth_height"], atol=1e-3)
     rows = st.measure_mouth(clip.frames)["height"]
     assert envelope.std() > 0.1
@@ -89,13 +90,13 @@ def test_envelope_window_is_the_frame_interval():
     level_db = -20.0
     tone = np.sin(2 * np.pi * 200.0 * np.arange(hop) / sr)  # exactly 8 periods in one frame
     audio[5 * hop:6 * hop] = tone / np.sqrt(np.mean(tone ** 2)) * 10 ** (level_db / 20)
-    env = st.loudness_envelope(audio, sr, fps, 10)
+    env = absolute_loudness_envelope(audio, sr, fps, 10)
     expected = (level_db - st.CLOSED_DB) / (st.OPEN_DB - st.CLOSED_DB)
     assert env[5] == pytest.approx(expected, abs=1e-4)
     assert np.count_nonzero(env) == 1
     # Past the end of the audio counts as silence; loud audio saturates at 1.
-    assert st.loudness_envelope(audio, sr, fps, 12)[10:].tolist() == [0.0, 0.0]
-    assert st.loudness_envelope(np.full(hop, 0.5, np.float32), sr, fps, 1)[0] == 1.0
+    assert absolute_loudness_envelope(audio, sr, fps, 12)[10:].tolist() == [0.0, 0.0]
+    assert absolute_loudness_envelope(np.full(hop, 0.5, np.float32), sr, fps, 1)[0] == 1.0
 
 
 def test_silences_give_closed_mouths(clip):
@@ -108,7 +109,7 @@ def test_silences_give_closed_mouths(clip):
     assert len(silent) >= 5
     assert (openness[silent] == 0).all()
     assert (counts[silent] == 0).all()
-    assert (st.loudness_envelope(np.zeros(16000, np.float32)) == 0).all()
+    assert (absolute_loudness_envelope(np.zeros(16000, np.float32)) == 0).all()
 
 
 def test_vowels_set_the_width():
@@ -272,7 +273,7 @@ def test_write_dataset_reads_back_and_resumes(tmp_path):
             assert len(c.meta["per_frame"][key]) == F
         assert c.meta["identity_seed"] % 2 == 0
         rows = st.measure_mouth(c.frames)["height"]
-        env = st.loudness_envelope(c.audio, c.sample_rate, c.fps, F)
+        env = absolute_loudness_envelope(c.audio, c.sample_rate, c.fps, F)
         assert np.corrcoef(rows, env)[0, 1] > 0.95
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("clips/*/*")}
     st.write_dataset(out, 4, 1.3, size=64, seed=4)  # resume: one more clip, the others untouched
@@ -324,7 +325,7 @@ def test_tts_falls_back_without_espeak(monkeypatch):
 def test_tts_clip_follows_its_own_audio():
     c = st.make_clip(11, 3.0, 64, tts=True)
     assert c.meta["speech"]["kind"] == "tts" and c.meta["speech"]["text"]
-    env = st.loudness_envelope(c.audio, c.sample_rate, c.fps, c.num_frames)
+    env = absolute_loudness_envelope(c.audio, c.sample_rate, c.fps, c.num_frames)
     assert env.std() > 0.1 and (env == 0).any()
     rows = st.measure_mouth(c.frames)["height"]
     assert np.corrcoef(rows, env)[0, 1] > 0.95
@@ -341,5 +342,5 @@ def test_bundled_assets_match_their_generator():
     audio, rate = read_wav(ASSETS / "demo_speech.wav")
     assert rate == 16000 and 4.0 <= len(audio) / rate <= 6.5
     assert (ASSETS / "demo_speech.wav").stat().st_size < 300_000
-    env = st.loudness_envelope(audio, rate)
+    env = absolute_loudness_envelope(audio, rate)
     assert (env > 0.5).mean() > 0.3 and (env == 0).any()

@@ -9,9 +9,9 @@ Audio to mouth, the documented contract that evaluation correlates against:
 
 * frame f covers [f/fps, (f+1)/fps); its analysis window is exactly that interval, so
   it is centred on the frame (samples past the end of the audio count as zeros);
-* `loudness_envelope`: RMS level of the window in dBFS, mapped linearly from
-  `CLOSED_DB` (and below: openness 0, a closed mouth) to `OPEN_DB` (and above:
-  openness 1). Openness is the normalised mouth height: the drawn interior height is
+* `absolute_loudness_envelope` (from `models.audio_contract`): RMS level of the window
+  in dBFS, mapped linearly from `CLOSED_DB` (and below: openness 0, a closed mouth) to
+  `OPEN_DB` (and above: openness 1). Openness is the normalised mouth height: the drawn interior height is
   `openness * MOUTH_MAX_HEIGHT * size * head_scale` pixels;
 * `mouth_width_track`: the magnitude-spectrum centroid of the same window in
   100-4000 Hz after pre-emphasis, mapped from `CENTROID_RANGE` to 0..1 linearly in
@@ -50,11 +50,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..models.audio_contract import (ANALYSIS_FRAME_TOLERANCE, CLOSED_DB, OPEN_DB, SAMPLE_RATE, SILENCE_DB,
+                                     SPEECH_LEVEL_DB, absolute_loudness_envelope, frame_edges, frame_level_db,
+                                     num_video_frames)
 from .layout import Clip, read_index, write_clip, write_index
 
 SYNTHTALK_VERSION = 1
 FPS = 25
-SAMPLE_RATE = 16000
 
 MOUTH_RGB = (110, 20, 35)
 
@@ -81,9 +83,7 @@ MOUTH_WIDTH_RANGE = (0.13, 0.24)  # interior width at width 0 and 1
 SMILE_WIDTH_FACTOR = 1.1
 LIP_THICKNESS = 0.022
 
-# The envelope curve (see the module docstring).
-CLOSED_DB = -50.0
-OPEN_DB = -14.0
+# The envelope curve (CLOSED_DB, OPEN_DB) is the audio contract's (see the module docstring).
 CENTROID_RANGE = (700.0, 3000.0)  # Hz: width 0 at the low end, 1 at the high end, log scale
 PRE_EMPHASIS = 0.97  # y[n] = x[n] - 0.97 x[n-1] before the centroid, so F2 counts, not just F1
 CENTROID_BAND = (100.0, 4000.0)
@@ -93,7 +93,6 @@ WIDTH_FADE_OPENNESS = 0.25  # below this openness the width fades to neutral
 F0_RANGE = (90.0, 260.0)
 SYLLABLE_SECONDS = (0.08, 0.30)
 SYLLABLE_LEVEL_DB = (-26.0, -14.0)
-SPEECH_LEVEL_DB = -16.0  # TTS speech is normalised so its loud frames sit here
 VOWEL_FORMANTS = {  # Hz, (F1, F2, F3): adult averages, enough to move the centroid
     "a": (730.0, 1090.0, 2440.0),
     "e": (530.0, 1840.0, 2480.0),
@@ -198,34 +197,6 @@ def attributes_from_caption(caption: str) -> dict:
 # ---------------------------------------------------------------- audio analysis (the envelope contract)
 
 
-def _frame_bounds(num_frames: int, sample_rate: int, fps: float) -> tuple[np.ndarray, np.ndarray]:
-    f = np.arange(num_frames + 1, dtype=np.float64)
-    edges = np.round(f * sample_rate / fps).astype(np.int64)
-    return edges[:-1], edges[1:]
-
-
-def frame_level_db(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, fps: float = FPS,
-                   num_frames: int | None = None) -> np.ndarray:
-    """RMS level (dBFS, full scale = 1.0) of each frame's window [f/fps, (f+1)/fps)."""
-    x = np.asarray(audio, dtype=np.float64).reshape(-1)
-    if num_frames is None:
-        num_frames = int(math.ceil(len(x) * fps / sample_rate - 1e-9))
-    n0, n1 = _frame_bounds(num_frames, sample_rate, fps)
-    energy = np.concatenate([[0.0], np.cumsum(x * x)])
-    total = energy[np.minimum(n1, len(x))] - energy[np.minimum(n0, len(x))]  # zeros past the end
-    ms = np.maximum(total, 0.0) / np.maximum(n1 - n0, 1)
-    return 10.0 * np.log10(ms + 1e-12)
-
-
-def loudness_envelope(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, fps: float = FPS,
-                      num_frames: int | None = None) -> np.ndarray:
-    """Mouth openness per frame in [0, 1]: clip((level_db - CLOSED_DB) / (OPEN_DB - CLOSED_DB), 0, 1),
-    with `level_db` from `frame_level_db`. Absolute levels: loudness-normalise foreign audio first
-    (`normalize_speech_level`) to compare it with SynthTalk clips."""
-    db = frame_level_db(audio, sample_rate, fps, num_frames)
-    return np.clip((db - CLOSED_DB) / (OPEN_DB - CLOSED_DB), 0.0, 1.0).astype(np.float32)
-
-
 def spectral_centroid_track(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, fps: float = FPS,
                             num_frames: int | None = None) -> np.ndarray:
     """Magnitude-spectrum centroid (Hz, within CENTROID_BAND) of each frame's window, after
@@ -234,8 +205,8 @@ def spectral_centroid_track(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, f
     x = np.asarray(audio, dtype=np.float64).reshape(-1)
     x = np.concatenate([x[:1], x[1:] - PRE_EMPHASIS * x[:-1]])
     if num_frames is None:
-        num_frames = int(math.ceil(len(x) * fps / sample_rate - 1e-9))
-    n0, _ = _frame_bounds(num_frames, sample_rate, fps)
+        num_frames = num_video_frames(len(x), sample_rate, fps, tolerance=ANALYSIS_FRAME_TOLERANCE)
+    n0 = frame_edges(num_frames, sample_rate, fps)[:-1]
     length = int(round(sample_rate / fps))
     padded = np.concatenate([x, np.zeros(length + 1)])
     frames = padded[np.minimum(n0[:, None] + np.arange(length)[None, :], len(padded) - 1)]
@@ -252,7 +223,7 @@ def mouth_width_track(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, fps: fl
                       num_frames: int | None = None, openness: np.ndarray | None = None) -> np.ndarray:
     """Normalised mouth width per frame in [0, 1] (see the module docstring)."""
     if openness is None:
-        openness = loudness_envelope(audio, sample_rate, fps, num_frames)
+        openness = absolute_loudness_envelope(audio, sample_rate, fps, num_frames)
     centroid = spectral_centroid_track(audio, sample_rate, fps, len(openness))
     lo, hi = CENTROID_RANGE
     centroid = np.nan_to_num(centroid, nan=math.sqrt(lo * hi))
@@ -267,7 +238,7 @@ def normalize_speech_level(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, fp
     then lower it if needed so no sample exceeds 0.98."""
     x = np.asarray(audio, dtype=np.float32)
     db = frame_level_db(x, sample_rate, fps)
-    if len(db) == 0 or np.max(db) < -100.0:
+    if len(db) == 0 or np.max(db) < SILENCE_DB:
         return x.copy()
     gain = 10.0 ** ((target_db - np.percentile(db, 95)) / 20.0)
     peak = float(np.max(np.abs(x))) * gain
@@ -279,7 +250,7 @@ def normalize_speech_level(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, fp
 def mouth_targets(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, fps: float = FPS,
                   num_frames: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(openness, width), both normalised [F] float32: what SynthTalk draws for this audio."""
-    openness = loudness_envelope(audio, sample_rate, fps, num_frames)
+    openness = absolute_loudness_envelope(audio, sample_rate, fps, num_frames)
     return openness, mouth_width_track(audio, sample_rate, fps, len(openness), openness)
 
 
