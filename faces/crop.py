@@ -10,7 +10,7 @@ move.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -113,6 +113,17 @@ def crop_with_info(image: np.ndarray, info: CropInfo) -> np.ndarray:
         m = compose(translation(pad, pad), m)
     crop = np.clip(warp_affine(src, m, info.size, info.size), 0.0, 1.0)
     return _like(crop, is_uint8)
+
+
+def observation_in_crop(obs: FaceObservation, info: CropInfo) -> FaceObservation:
+    """`obs` with its box and landmarks moved into the crop's pixel grid. The box is the bounding box of
+    all four mapped corners, so a rotated crop's box stays around the face (for an unrotated crop two
+    opposite corners would give the same box)."""
+    x0, y0, x1, y1 = obs.box
+    corners = info.to_crop_points(np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], np.float64))
+    box = (*corners.min(axis=0), *corners.max(axis=0))
+    landmarks = None if obs.landmarks is None else info.to_crop_points(obs.landmarks).astype(np.float32)
+    return replace(obs, box=tuple(float(v) for v in box), landmarks=landmarks)
 
 
 def paste_back(frames: np.ndarray, info, original: np.ndarray, feather: float = 0.1,

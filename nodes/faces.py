@@ -188,25 +188,11 @@ def _detect(photo, backend: str, model_path: str | None):
 def crop_mask(obs, info):
     """The face-region mask [size, size] of a crop. A photo without a face gets the fallback guess's
     ellipse (the middle of the centre crop), so the sampler still has a plausible structure map."""
-    from ..faces import face_region_mask, fallback_observation
+    from ..faces import face_region_mask, fallback_observation, observation_in_crop
 
     if obs is None or not obs.is_detection:
         obs = fallback_observation(info.original_height, info.original_width)
     return face_region_mask(observation_in_crop(obs, info), info.size, info.size)
-
-
-def observation_in_crop(obs, info):
-    """`obs` with its box and landmarks moved into the crop's pixel grid (the box is the bounding box of
-    the mapped corners, so a rotated crop's box stays around the face)."""
-    import dataclasses
-
-    import numpy as np
-
-    x0, y0, x1, y1 = obs.box
-    corners = info.to_crop_points(np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], np.float64))
-    box = (*corners.min(axis=0).tolist(), *corners.max(axis=0).tolist())
-    landmarks = None if obs.landmarks is None else info.to_crop_points(obs.landmarks).astype(np.float32)
-    return dataclasses.replace(obs, box=tuple(float(v) for v in box), landmarks=landmarks)
 
 
 def crop_report(infos, backend: str) -> str:

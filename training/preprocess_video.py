@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..faces import CropInfo, FaceTrack, crop_with_info, detect_faces, face_region_mask
+from ..faces import CropInfo, FaceTrack, crop_with_info, detect_faces, face_region_mask, observation_in_crop
 from ..faces.observation import FaceObservation
 from .layout import Clip, write_clip
 
@@ -352,15 +352,6 @@ def crop_frame(rgb: np.ndarray, info: CropInfo) -> np.ndarray:
     local = dataclasses.replace(info, original_height=y1 - y0, original_width=x1 - x0, out_height=y1 - y0,
                                 out_width=x1 - x0, centre_x=info.centre_x - x0, centre_y=info.centre_y - y0)
     return crop_with_info(rgb[y0:y1, x0:x1], local)
-
-
-def observation_in_crop(obs: FaceObservation, info: CropInfo) -> FaceObservation:
-    """The same face in the crop's pixel coordinates."""
-    x0, y0, x1, y1 = obs.box
-    corners = info.to_crop_points(np.array([[x0, y0], [x1, y1]], np.float64))
-    box = (*corners.min(axis=0), *corners.max(axis=0))
-    landmarks = None if obs.landmarks is None else info.to_crop_points(obs.landmarks).astype(np.float32)
-    return dataclasses.replace(obs, box=tuple(float(v) for v in box), landmarks=landmarks)
 
 
 def grow_mask(mask: np.ndarray, radius: float) -> np.ndarray:
