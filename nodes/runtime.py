@@ -101,7 +101,3 @@ class Progress:
 
                     publish_partial_video(self.node_id, self.video, self.fps)
         self.bar.update_absolute(event.completed, event.total, image)
-
-
-def check_interrupted() -> None:
-    mm.throw_exception_if_processing_interrupted()
