@@ -1,7 +1,7 @@
 """ADFD (Audio-Driven Facial Dynamics): this project's reading of the paper's metric.
 
 The paper's formula could not be consulted, so this is a documented decision
-(DESIGN.md §4). Three parts in [0, 1], all higher-is-better, reported beside the score:
+(defined in evaluation/README.md, "ADFD"). Three parts in [0, 1], all higher-is-better, reported beside the score:
 
 * **spatial**: are the mouth shapes right?
   - with ground truth: ``exp(-LMD / tau_spatial)``, with LMD over the mouth and jaw

@@ -13,7 +13,7 @@ MIN_OVERLAP = 5
 def safe_corr(x: np.ndarray, y: np.ndarray) -> tuple[float, bool]:
     """(Pearson r, defined). r is 0 and ``defined`` False when either side is (nearly)
     constant or too short: an untrained model's constant mouth has no correlation to
-    report (DESIGN.md §8), and 0 is the honest score for it."""
+    report, and 0 is the honest score for it."""
     x = np.asarray(x, np.float64)
     y = np.asarray(y, np.float64)
     if len(x) < MIN_OVERLAP or len(x) != len(y):

@@ -1,12 +1,12 @@
 """Colour analyser for SynthTalk frames: the mouth is found by its colour.
 
 SynthTalk draws the mouth interior in exactly RGB (110, 20, 35) on a solid background
-(DESIGN.md §6), so mouth opening can be measured in any frame, real or generated, with
+(README, Training, "SynthTalk"), so mouth opening can be measured in any frame, real or generated, with
 no landmark model. Generated frames are never exact, hence a tolerance:
 
 * a pixel is "mouth" when its Euclidean RGB distance to (110, 20, 35) is below
   ``tolerance`` (default 40 on the 0..255 scale: wide enough for the colour drift seen
-  in generated frames, DESIGN.md §8, yet far from skin tones and every palette
+  in generated frames, yet far from skin tones and every palette
   background; use ~1 for SynthTalk's own renders);
 * the background colour is the median of the frame's border pixels, and the face is
   the largest connected region farther than ``background_tolerance`` from it (a hat or

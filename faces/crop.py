@@ -138,7 +138,7 @@ def paste_back(frames: np.ndarray, info, original: np.ndarray, feather: float = 
         colour_match: shift each colour channel's mean and std of the generated crops to
             those of the original inside the same square (weighted by the blend mask,
             pooled over all frames so it cannot flicker). This corrects the colour drift
-            of generated frames (DESIGN.md §8).
+            of generated frames.
         mask: optional [s, s] or [F, s, s] weights in crop space (e.g. a face mask) that
             further restrict what is pasted.
 

@@ -1,4 +1,5 @@
-"""Face-region masks: the structure map of DESIGN.md §2."""
+"""Face-region masks: the structure map that conditions the sampler (the structure row of the README's
+"Decisions beyond what the paper states")."""
 
 from __future__ import annotations
 

@@ -94,7 +94,7 @@ def prepare_waveform(waveform, sample_rate: int, *, name: str = "audio", normali
 
 
 def loudness_normalise(wav: np.ndarray) -> np.ndarray:
-    """Scale so the loud parts sit at a fixed level, whatever the recording level (DESIGN.md §8: real
+    """Scale so the loud parts sit at a fixed level, whatever the recording level (real
     and TTS speech come at other levels than training audio). Silence stays silence."""
     frame = SAMPLE_RATE // 50
     usable = wav[: len(wav) // frame * frame]
@@ -119,7 +119,8 @@ class AudioFeatures:
 
 
 class MelEncoder:
-    """Log-mel features with a fixed reference level, so absolute loudness survives (DESIGN.md §8).
+    """Log-mel features with a fixed reference level, so absolute loudness survives (the audio
+    row of the README's "Decisions beyond what the paper states").
     Needs no weights; the tiny family uses it."""
 
     name = "mel"
