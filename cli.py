@@ -22,8 +22,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from .models.dtypes import DTYPE_NAMES
+
 ASSETS = Path(__file__).resolve().parent / "assets"
-DTYPE_CHOICES = ("bf16", "fp16", "fp32")  # names models.acceleration.resolve_dtype takes; torch loads lazily
 
 
 def _generate(image: Path, audio: Path, out: Path, *, prompt: str | None, model: str, steps: int | None,
@@ -72,7 +73,7 @@ def _generate_parser(sub) -> None:
     p.add_argument("--text-guidance", type=float, default=None)
     p.add_argument("--audio-guidance", type=float, default=None)
     p.add_argument("--upscale", type=int, default=1, help="enlarge frames by this factor (nearest neighbour)")
-    p.add_argument("--dtype", choices=DTYPE_CHOICES, default="fp32",
+    p.add_argument("--dtype", choices=sorted(DTYPE_NAMES), default="fp32",
                    help="precision of the networks' weights (fp16/bf16 halve their memory; the codec stays fp32)")
 
 

@@ -23,8 +23,11 @@ from __future__ import annotations
 
 import torch
 
-DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
-          "half": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+from .dtypes import DTYPE_NAMES, torch_dtype
+
+# Every spelling resolve_dtype accepts: the short names, torch's own names, and "half".
+DTYPES = {**{name: torch_dtype(name) for name in DTYPE_NAMES},
+          **{attr: getattr(torch, attr) for attr in DTYPE_NAMES.values()}, "half": torch.float16}
 
 # Attention processors known to call F.scaled_dot_product_attention (diffusers' *2_0 ones and ours).
 SDPA_PROCESSORS = ("AttnProcessor2_0", "IPAdapterAttnProcessor2_0", "IdentityRecordingProcessor",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-DTYPES = {"fp16": "float16", "fp32": "float32", "bf16": "bfloat16"}
+from .dtypes import DTYPE_NAMES, torch_dtype
 
 
 def assemble_main(argv: list[str] | None = None) -> int:
@@ -24,19 +24,17 @@ def assemble_main(argv: list[str] | None = None) -> int:
     sd15.add_argument("--weights", default=None,
                       help="PortraitTalk-trained tensors laid over the result: any subset of an sd15 model's keys "
                            "(optional; without them the identity/audio streams and projections stay untrained)")
-    sd15.add_argument("--dtype", choices=sorted(DTYPES), default="fp16", help="dtype of the file (default fp16)")
+    sd15.add_argument("--dtype", choices=sorted(DTYPE_NAMES), default="fp16", help="dtype of the file (default fp16)")
     sd15.add_argument("--config", default=None,
                       help="advanced: a model.json of the sd15 layout to use instead of the shipped sd15 config")
     sd15.add_argument("out", help="the PortraitTalk .safetensors file to write (put it in models/portraittalk)")
     args = parser.parse_args(argv)
-    import torch
-
     from .assemble import assemble_sd15, write_assembled
     from .config import ConfigError, load_config
     from .convert_cli import write_and_report
     from .weights import ModelFileError
 
-    dtype = getattr(torch, DTYPES[args.dtype])
+    dtype = torch_dtype(args.dtype)
 
     def write():
         config = load_config(args.config) if args.config else None

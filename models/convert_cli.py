@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-DTYPES = {"keep": None, "fp16": "float16", "fp32": "float32", "bf16": "bfloat16"}
+from .dtypes import DTYPE_NAMES, torch_dtype
 
 
 def convert_main(argv: list[str] | None = None) -> int:
@@ -20,14 +20,13 @@ def convert_main(argv: list[str] | None = None) -> int:
     hallo.add_argument("--text-from", default=None,
                        help="an SD-1.5 single-file checkpoint whose cross-attention K/V become the text stream "
                             "(optional; without it λ_text stays 0)")
-    hallo.add_argument("--dtype", choices=sorted(DTYPES), default="keep", help="cast floating tensors (default: keep)")
+    hallo.add_argument("--dtype", choices=sorted([*DTYPE_NAMES, "keep"]), default="keep",
+                       help="cast floating tensors (default: keep)")
     args = parser.parse_args(argv)
-    import torch
-
     from .hallo import convert_hallo
     from .weights import ModelFileError
 
-    dtype = getattr(torch, DTYPES[args.dtype]) if DTYPES[args.dtype] else None
+    dtype = None if args.dtype == "keep" else torch_dtype(args.dtype)
     return write_and_report(lambda: convert_hallo(args.source, args.out, text_from=args.text_from, dtype=dtype),
                             args.out, (ModelFileError, FileNotFoundError))
 
