@@ -280,7 +280,7 @@ def _generate(pipe, spec: dict, stages: Stages, num_frames: int, steps: int, pre
     regions = None
     with stages(prefix + "references"):
         latents, pixels = pipe.encode_references([reference_image(pipe.size)] * int(spec.get("references", 1)))
-        if pipe.config["identity"].get("encoder") == "arcface":  # Hallo: a face embedding and the face regions
+        if pipe.family.arcface_identity:  # Hallo: a face embedding and the face regions
             from .models.hallo_masks import region_masks
 
             regions = region_masks(pipe.size, pipe.size)  # the centre box, as without a face landmarker

@@ -16,7 +16,8 @@ from torch import nn
 from .animate_net import AnimateNet
 from .audio import AudioProjection, MelEncoder
 from .codec import LatentCodec, build_codec
-from .config import attention_streams, codec_factor, motion_frames, uses_audio_modules
+from .config import attention_streams, codec_factor, uses_audio_modules
+from .families import family_of
 from .identity_net import IdentityNet
 from .image_encoder import ImageEncoder
 from .structure import StructureEncoder
@@ -99,7 +100,7 @@ def build_components(config: dict, *, with_text_encoder: bool | None = None, wit
 
         attach_audio_modules(motion_unet, unet_cfg, dim)
     animate_net = AnimateNet(motion_unet, structure, id_tokens, int(audio["tokens"]), base=base, streams=streams,
-                             num_tokens=stream_tokens(config, streams), motion_frames=motion_frames(config),
+                             num_tokens=stream_tokens(config, streams), motion_frames=family_of(config).motion_frames,
                              per_frame_norm=bool(temporal.get("per_frame_norm", False)),
                              skip_temporal=tuple(temporal.get("skip", ())))
     layers, feat_dim = audio_feature_shape(config)

@@ -87,10 +87,5 @@ def uses_audio_modules(config: dict) -> bool:
     return config["audio"].get("attention") == "hallo_module"
 
 
-def motion_frames(config: dict) -> int:
-    """Frames of the previous window prepended before each temporal layer (Hallo); 0 for none."""
-    return int((config.get("temporal") or {}).get("motion_frames", 0))
-
-
 def to_json(config: dict) -> str:
     return json.dumps(config, sort_keys=True, separators=(",", ":"))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 
+from .families import text_is_base
 from .identity_net import IdentityFeatures
 from .sampling import (GuidancePass, SamplingOptions, SamplingProgress, VideoConditioning, check_window, initial_noise,
                        follows_hallo, make_denoiser, make_passes, make_scheduler)
@@ -50,7 +51,7 @@ def motion_features(identity_net, animate_net, identity: IdentityFeatures, laten
     tokens = {True: identity.tokens,
               False: identity.null_tokens if identity.null_tokens is not None else identity.tokens}
     text = None
-    if getattr(identity_net, "base_stream", "text") == "text":  # the UNet needs its text context: the empty prompt
+    if text_is_base(getattr(identity_net, "base_stream", "text")):  # the UNet needs its text context: the empty prompt
         text = null_text.to(latents).expand(count, -1, -1)
     features = {c: identity_net.rows(latents, text, tokens[c].to(latents))
                 for c in sorted({c for row in conditions for c in row})}

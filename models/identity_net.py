@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .attention import AttentionContext, IdentityBank, install_processors
+from .families import identity_is_base
 
 
 @dataclass
@@ -76,13 +77,14 @@ class IdentityNet(nn.Module):
         install_processors(unet, "identity", streams=streams, num_tokens=num_tokens or (identity_tokens,), base=base)
         self.unet = unet
         self.base_stream = base
+        self.identity_is_base = identity_is_base(base)  # Hallo's ReferenceNet: see the module's docstring
 
     def forward(self, reference_latents: torch.Tensor, text: torch.Tensor | None,
                 identity_tokens: torch.Tensor) -> dict[str, torch.Tensor]:
         """`reference_latents` `[R, C, h, w]`, `text` `[Ct, T, D]`, tokens `[1, N, D]` → `[Ct, R·hw, ch]` per layer:
         every reference under every text condition, references concatenated along tokens."""
         refs = reference_latents.shape[0]
-        if self.base_stream == "identity":  # one pass per text condition, so "no text" is computed exactly as without
+        if self.identity_is_base:  # one pass per text condition, so "no text" is computed exactly as without
             conds = [None] if text is None else [t[None] if t.any() else None for t in text]
             passes = [self.rows(reference_latents, None if t is None else t.expand(refs, -1, -1), identity_tokens)
                       for t in conds]
@@ -98,7 +100,7 @@ class IdentityNet(nn.Module):
         `[1 or B, N, D]` → `[B, hw, ch]` per self-attention layer."""
         record: dict[str, torch.Tensor] = {}
         timestep = torch.zeros(latents.shape[0], device=latents.device)
-        if self.base_stream == "identity":
+        if self.identity_is_base:
             ctx = AttentionContext(text_tokens=text, record=record)
             context = identity_tokens.expand(latents.shape[0], -1, -1) if identity_tokens.shape[0] == 1 else identity_tokens
         else:

@@ -17,7 +17,8 @@ from .attention import StreamScales
 from .audio import AudioFeatures, AudioInputError, features_per_frame, frame_windows, prepare_waveform
 from .audio_contract import num_video_frames
 from .components import Components, build_components, default_audio_encoder, load_components, save_components
-from .config import attention_streams, load_config, motion_frames, uses_audio_modules
+from .config import load_config
+from .families import MOTION_FRAMES, Family, family_of
 from .identity_net import IdentityFeatures
 from .sampling import SamplingOptions, SamplingProgress, VideoConditioning, sample_video
 from .weights import read_model
@@ -246,8 +247,9 @@ class PortraitTalkPipeline:
         return tokens.reshape(1, -1, tokens.shape[-1])
 
     @property
-    def base_stream(self) -> str:
-        return attention_streams(self.config)[0]
+    def family(self) -> Family:
+        """What this model's family answers: identity source, base stream, guidance, long audio, sizes."""
+        return family_of(self.config)
 
     @torch.no_grad()
     def encode_identity(self, reference_latents: torch.Tensor, tokens: torch.Tensor, text: torch.Tensor | None,
@@ -255,7 +257,7 @@ class PortraitTalkPipeline:
         """Run IdentityNet once: on the prompt and the empty prompt when there is a prompt, else on the empty one.
         (Hallo layout: "no text" is no text stream at all, and the features keep what motion frames and
         Hallo's unconditional pass need.)"""
-        hallo = self.base_stream == "identity"
+        hallo = self.family.identity_is_base
         if hallo:
             null_text = torch.zeros_like(null_text)
         conditions = ("text", "null") if text is not None else ("null",)
@@ -356,8 +358,8 @@ class PortraitTalkPipeline:
                      region_weights: tuple[float, float, float] | None = None) -> VideoConditioning:
         """The decoupled-attention patch: bind the streams and their λs (nothing is mutated). For a model
         with Hallo's audio modules, `region_weights` are its pose, face and lip weights."""
-        base = self.base_stream
-        if base == "identity":  # Hallo: "no text" means no text stream, never an empty prompt's K/V
+        base = self.family.base_stream
+        if self.family.identity_is_base:  # Hallo: "no text" means no text stream, never an empty prompt's K/V
             null_text = torch.zeros_like(null_text)
             if text_scale != 0 and not self.config["text"].get("stream_weights"):
                 if text is not None:
@@ -380,12 +382,6 @@ class PortraitTalkPipeline:
         channels = self.config["unet"]["in_channels"]
         return channels, (size or self.size) // factor, (size or self.size) // factor
 
-    def long_audio_mode(self, options: SamplingOptions) -> str:
-        mode = options.long_audio or self.config["sampling"].get("long_audio", "blended")
-        if mode not in ("blended", "motion_frames"):
-            raise ValueError(f"long_audio must be 'blended' or 'motion_frames', not {mode!r}")
-        return mode if motion_frames(self.config) > 0 else "blended"
-
     def sample(self, conditioning: VideoConditioning, options: SamplingOptions, size: int | None = None) -> torch.Tensor:
         """Denoise the video. Models with motion frames (Hallo) run window after window when
         `long_audio` is "motion_frames", or blended windows that all start from the reference."""
@@ -396,7 +392,7 @@ class PortraitTalkPipeline:
 
         components, shape = self.components, self.video_latent_shape(conditioning, size)
         identity = conditioning.identity
-        joint = self.joint_guidance
+        joint = self.family.joint_guidance
         for name in ("long_audio", "reference_rows", "noise"):  # what the conditioning sets, the options did not
             if getattr(options, name) is None and getattr(conditioning, name) is not None:
                 options = dataclasses.replace(options, **{name: getattr(conditioning, name)})
@@ -408,8 +404,8 @@ class PortraitTalkPipeline:
                 box, size=(shape[1] * self._factor(), shape[2] * self._factor()), mode="bilinear", align_corners=False))
         if options.reencode is None and components.codec is not None:
             options = dataclasses.replace(options, reencode=self._reencode)
-        count = motion_frames(self.config)
-        if count and self.long_audio_mode(options) == "motion_frames":
+        count = self.family.motion_frames
+        if count and self.family.long_audio_scheme(options.long_audio) == MOTION_FRAMES:
             return sample_motion_frames(components.animate_net, components.identity_net, conditioning, options, shape,
                                         self.config["scheduler"], joint=joint)
         motion = None
@@ -427,19 +423,15 @@ class PortraitTalkPipeline:
         """(channels, h, w) of the video's latents: the model's size, or the reference's for Hallo-style models."""
         shape = self.latent_shape(size)
         identity = conditioning.identity
-        if size is None and self.follows_reference_size and identity is not None and identity.latents is not None:
+        if size is None and self.family.follows_reference_size and identity is not None and identity.latents is not None:
             shape = (shape[0], *identity.latents.shape[-2:])
         return shape
-
-    @property
-    def joint_guidance(self) -> bool:
-        return self.config["sampling"].get("guidance") == "joint"
 
     @property
     def sampling_networks(self) -> tuple[str, ...]:
         """The networks `sample` runs: AnimateNet, the codec (previews, Hallo's re-encoded motion frames) and,
         with motion frames, IdentityNet."""
-        return ("animate_net", "codec") + (("identity_net",) if motion_frames(self.config) else ())
+        return ("animate_net", "codec") + (("identity_net",) if self.family.motion_frames else ())
 
     def memory_estimate(self, conditioning: VideoConditioning, options: SamplingOptions, *, weights: int = 0,
                         size: int | None = None):
@@ -449,20 +441,12 @@ class PortraitTalkPipeline:
 
         _, h, w = self.video_latent_shape(conditioning, size)
         return sampling_estimate(self.config, weights=weights, frames=min(options.window, options.num_frames),
-                                 passes=len(make_passes(conditioning, options, self.joint_guidance)),
+                                 passes=len(make_passes(conditioning, options, self.family.joint_guidance)),
                                  latent_size=(h, w), dtype=self.dtype)
 
-    @property
-    def follows_reference_size(self) -> bool:
-        """Hallo-style models run at the reference's size (a multiple of 64 px), not only at `size`."""
-        return bool(self.config["video"].get("size_from_reference", False))
-
     def reference_size(self, height: int, width: int) -> int:
-        """The side references are resized to: `size`, or for models that follow the reference, its shorter
-        side rounded down to a multiple of 64 (at least 64, at most 1024)."""
-        if not self.follows_reference_size:
-            return self.size
-        return int(min(1024, max(64, min(height, width) // 64 * 64)))
+        """The side references of `height`×`width` are resized to (see `Family.reference_side`)."""
+        return self.family.reference_side(self.size, height, width)
 
     def _factor(self) -> int:
         return self.components.codec.factor if self.components.codec is not None else 8
@@ -521,7 +505,7 @@ class PortraitTalkPipeline:
             text, null_text = self.encode_prompt(prompt)
         latents, pixels = self.encode_references(reference_images)
         regions = None
-        if self.config["identity"].get("encoder") == "arcface":  # Hallo: face mesh → ArcFace and region masks
+        if self.family.arcface_identity:  # Hallo: face mesh → ArcFace and region masks
             embeds_, regions, _ = self.reference_analysis(pixels.permute(0, 2, 3, 1).cpu().numpy())
             tokens = self.identity_tokens(image_embeds=embeds_)
         else:

@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 
 from .attention import AttentionContext, StreamScales
+from .families import identity_is_base
 from .identity_net import IdentityFeatures
 
 SCHEDULERS = ("ddim", "euler", "dpmpp_2m")
@@ -144,7 +145,7 @@ class VideoConditioning:
         start, end = self.step_range
         if start <= frac <= end:
             return self.scales
-        if self.base_stream == "identity":
+        if identity_is_base(self.base_stream):
             return StreamScales(text=0.0, identity=1.0, audio=0.0)
         return StreamScales(text=1.0, identity=0.0, audio=0.0)
 
@@ -235,11 +236,11 @@ class WindowDenoiser:
         self.hallo_rows = hallo_rows and not all(p.identity for p in passes)
         self.dtype, self.device = dtype, device
         cond = conditioning
-        self.base = getattr(animate_net, "base_stream", "text")
         identity = cond.identity.to(device, dtype) if cond.identity is not None else None
         self.identity_tokens = identity.tokens if identity is not None else None
         self.text_tokens = None
-        if self.base == "identity":  # Hallo: the UNet's own context is the face embedding, text an extra stream
+        # Hallo: the UNet's own context is the face embedding, text an extra stream
+        if identity_is_base(getattr(animate_net, "base_stream", "text")):
             null = identity.null_tokens if identity is not None and identity.null_tokens is not None else None
             tokens = self.identity_tokens
             if tokens is None:

@@ -85,7 +85,7 @@ class EncodeIdentity(io.ComfyNode):
             raise ImageInputError("image: the batch is empty (0 images); connect at least one reference portrait")
         side = pipe.reference_size(*references[0].shape[:2])  # the model's size (Hallo: the reference's)
         pixels = images_to_tensor(references, side, name="image")  # [R, 3, S, S] in 0..1
-        hallo = pipe.config["identity"].get("encoder") == "arcface"  # face mesh → ArcFace + region masks
+        hallo = pipe.family.arcface_identity  # face mesh → ArcFace + region masks
         # ComfyUI's own models (VAE, CLIP vision) run first: loading them may move other models off the GPU
         latents = vae.encode(pixels.permute(0, 2, 3, 1)) * pipe.latent_scale if vae is not None else None
         embeds = regions = None

@@ -36,6 +36,7 @@ from torch import nn
 
 from ..models.attention import AttentionContext, IdentityBank
 from ..models.config import attention_streams
+from ..models.families import family_of
 from ..models.temporal import is_temporal_key
 from .data import Batch
 
@@ -98,7 +99,7 @@ class PortraitTalkObjective(nn.Module):
     @property
     def hallo_layout(self) -> bool:
         """The face embedding is the base stream (Hallo's attn2 context) and text an extra stream."""
-        return attention_streams(self.config)[0] == "identity"
+        return family_of(self.config).identity_is_base
 
     def text_stream_names(self) -> set[str]:
         """The K/V of the text stream, where text is an extra stream (`to_k_ip.i` / `to_v_ip.i`, i its index)."""
