@@ -74,6 +74,16 @@ class PatchedAnimateNet:
         return self.audio.fps if self.audio is not None else self.pipeline.fps
 
 
+@dataclass(frozen=True)
+class ReferenceEmbeddings:
+    """What `PortraitTalkPipeline.identity_embeddings` makes of the references: `embeds` `[R, E]`, and for an
+    ArcFace family the first reference's RegionMasks and a note per reference on how its embedding was made."""
+
+    embeds: torch.Tensor
+    regions: object | None = None
+    notes: tuple[str, ...] = ()
+
+
 @dataclass
 class PortraitTalkOutput:
     frames: np.ndarray  # [F, H, W, 3] float32 in 0..1
@@ -302,6 +312,24 @@ class PortraitTalkPipeline:
                                        face_blur=int(masks.get("face_blur", 51)), lip_blur=int(masks.get("lip_blur", 31)))
         return torch.stack(embeds), regions, notes
 
+    @torch.no_grad()
+    def identity_embeddings(self, pixels: torch.Tensor, *, image_embeds: torch.Tensor | None = None,
+                            image_encoder=None, landmarker: str | None = None, arcface_folders=(),
+                            warn=None) -> ReferenceEmbeddings:
+        """References `[R, 3, H, W]` in 0..1 → their identity embeddings, the family's way: ArcFace face
+        embeddings and region masks (`reference_analysis`, which takes the face-tool arguments), or image
+        embeddings: `image_embeds` when given (e.g. ComfyUI's CLIP vision output), else those of
+        `image_encoder` (a pipeline with its own), else the model's own. Encode Identity and `__call__` both
+        come here, so the two make the same identity."""
+        if self.family.arcface_identity:
+            embeds, regions, notes = self.reference_analysis(pixels.permute(0, 2, 3, 1).cpu().numpy(),
+                                                             landmarker=landmarker, arcface_folders=arcface_folders,
+                                                             warn=warn)
+            return ReferenceEmbeddings(embeds, regions, tuple(notes))
+        if image_embeds is None:
+            image_embeds = (image_encoder if image_encoder is not None else self).image_embeds(pixels)
+        return ReferenceEmbeddings(image_embeds)
+
     def audio_features(self, waveform, sample_rate: int) -> tuple[AudioFeatures, int]:
         """Encoder features and the number of samples at 16 kHz (the clip's length)."""
         if self.audio_encoder is None:
@@ -504,13 +532,9 @@ class PortraitTalkPipeline:
         else:
             text, null_text = self.encode_prompt(prompt)
         latents, pixels = self.encode_references(reference_images)
-        regions = None
-        if self.family.arcface_identity:  # Hallo: face mesh → ArcFace and region masks
-            embeds_, regions, _ = self.reference_analysis(pixels.permute(0, 2, 3, 1).cpu().numpy())
-            tokens = self.identity_tokens(image_embeds=embeds_)
-        else:
-            tokens = self.identity_tokens(pixels)
-        identity = self.encode_identity(latents, tokens, text, null_text, regions)
+        references = self.identity_embeddings(pixels)
+        identity = self.encode_identity(latents, self.identity_tokens(image_embeds=references.embeds), text, null_text,
+                                        references.regions)
         embeds = self.encode_audio(audio, sample_rate)
         cond = self.conditioning(null_text=null_text, text=text, identity=identity, audio=embeds,
                                  text_scale=text_scale, identity_scale=identity_scale, audio_scale=audio_scale)
@@ -535,5 +559,5 @@ def trim_audio(waveform, sample_rate: int, num_frames: int, fps: float) -> np.nd
     return np.pad(wav[:length], (0, max(0, length - len(wav[:length])))).astype(np.float32)
 
 
-__all__ = ["PortraitTalkPipeline", "PortraitTalkOutput", "AudioEmbeds", "SamplingProgress", "images_to_tensor",
+__all__ = ["PortraitTalkPipeline", "PortraitTalkOutput", "AudioEmbeds", "ReferenceEmbeddings", "SamplingProgress", "images_to_tensor",
            "trim_audio"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from comfy_api.v0_0_2 import io
 
@@ -85,30 +87,29 @@ class EncodeIdentity(io.ComfyNode):
             raise ImageInputError("image: the batch is empty (0 images); connect at least one reference portrait")
         side = pipe.reference_size(*references[0].shape[:2])  # the model's size (Hallo: the reference's)
         pixels = images_to_tensor(references, side, name="image")  # [R, 3, S, S] in 0..1
-        hallo = pipe.family.arcface_identity  # face mesh → ArcFace + region masks
+        arcface = pipe.family.arcface_identity  # face mesh → ArcFace + region masks, no image encoder
         # ComfyUI's own models (VAE, CLIP vision) run first: loading them may move other models off the GPU
         latents = vae.encode(pixels.permute(0, 2, 3, 1)) * pipe.latent_scale if vae is not None else None
-        embeds = regions = None
-        if not hallo and image_encoder is None and clip_vision_output is not None:
+        embeds = None
+        if not arcface and image_encoder is None and clip_vision_output is not None:
             embeds = _encoded_references(clip_vision_output, len(references))
-        elif not hallo and image_encoder is None and clip_vision is not None:
+        elif not arcface and image_encoder is None and clip_vision is not None:
             embeds = clip_vision.encode_image(pixels.permute(0, 2, 3, 1)).image_embeds
         null = _text(negative)
         load(pipe, "identity_net", "image_proj", *(["codec"] if latents is None else []),
              *(["image_encoder"] if embeds is None and image_encoder is None else []),
              *(["text_encoder"] if null is None else []),
-             also=networks(image_encoder, "image_encoder") if image_encoder is not None and not hallo else [])
+             also=networks(image_encoder, "image_encoder") if image_encoder is not None and not arcface else [])
         if latents is None:
             latents = pipe.encode_pixels(pixels)
-        if hallo:
-            embeds, regions = _hallo_reference(pipe, pixels)
-        elif image_encoder is not None:
-            embeds = image_encoder.image_embeds(pixels)
-        elif embeds is None:
-            embeds = pipe.image_embeds(pixels)
-        tokens = pipe.identity_tokens(image_embeds=embeds)
+        found = pipe.identity_embeddings(pixels, image_embeds=embeds, image_encoder=image_encoder,
+                                         **(_face_tools() if arcface else {}))
+        if arcface:
+            logging.getLogger(__name__).info("PortraitTalk Hallo reference: %s; masks from %s", "; ".join(found.notes),
+                                             found.regions.source)
+        tokens = pipe.identity_tokens(image_embeds=found.embeds)
         identity = pipe.encode_identity(latents, tokens, _text(positive),
-                                        null if null is not None else pipe.null_text(), regions)
+                                        null if null is not None else pipe.null_text(), found.regions)
         return io.NodeOutput(identity.to("cpu"))
 
 
@@ -124,9 +125,8 @@ def _encoded_references(clip_vision_output, references: int) -> torch.Tensor:
     return embeds
 
 
-def _hallo_reference(pipe, pixels):
-    """ArcFace embeddings and Hallo's region masks of the references (face tools and ArcFace model optional)."""
-    import logging
+def _face_tools() -> dict:
+    """Where ComfyUI keeps the face landmarker and ArcFace models (each optional), for an ArcFace family."""
     import os
 
     import folder_paths
@@ -136,12 +136,7 @@ def _hallo_reference(pipe, pixels):
 
     register()
     faces = [os.path.join(f, "face") for f in folder_paths.get_folder_paths(PORTRAITTALK)]
-    embeds, regions, notes = pipe.reference_analysis(pixels.permute(0, 2, 3, 1).cpu().numpy(),
-                                                     landmarker=landmarker_path(), arcface_folders=faces,
-                                                     warn=logging.getLogger(__name__).warning)
-    logging.getLogger(__name__).info("PortraitTalk Hallo reference: %s; masks from %s", "; ".join(notes),
-                                     regions.source)
-    return embeds, regions
+    return {"landmarker": landmarker_path(), "arcface_folders": faces, "warn": logging.getLogger(__name__).warning}
 
 
 class EncodeAudio(io.ComfyNode):
