@@ -1,15 +1,10 @@
-"""Hallo's face-region masks, from face-mesh landmarks (or, without face tools, from the crop box).
+"""Hallo's face-region masks as the audio modules and the face locator take them.
 
-Hallo builds them from mediapipe's face mesh of the reference image:
-- the face box is the box around the face-oval landmarks expanded by `face_expand` (1.2) about its centre,
-  shifted back inside the image; the lip box the same around the lip landmarks with `lip_expand` (2.0);
-- the hard face box is the face locator's input (the structure map);
-- both boxes are resized to a 64×64 grid, blurred (Gaussian kernels of 51 and 31 taps) and stretched to
-  0..255; the audio modules' masks are background = 255 − face, face = face − lip (saturating), and lip,
-  each resized to the resolution of the block that uses it.
-
-Without landmarks the face box is the centre square that the face tools guess for a faceless photo, and
-the lip box the lower-middle region of it that `faces.masks` uses for its lip ellipse.
+The face and lip boxes come from `faces.hallo_regions` (face-mesh landmarks, or the crop box without face tools).
+Here, as Hallo does: the hard face box is the face locator's input (the structure map); both boxes are resized to
+a 64×64 grid, blurred (Gaussian kernels of 51 and 31 taps) and stretched to 0..255; the audio modules' masks are
+background = 255 − face, face = face − lip (saturating), and lip, each resized to the resolution of the block that
+uses it.
 """
 
 from __future__ import annotations
@@ -19,34 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-FACE_OVAL = [10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148, 176,
-             149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109]  # mediapipe's face oval
-LIPS = [61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185]  # outer lips
-LIP_IN_FACE = (0.5, 0.75, 0.45, 0.18)  # lip box in a face box without landmarks: centre x, y, width, height
-
-
-def expand_box(x0: float, x1: float, y0: float, y1: float, width: int, height: int, ratio: float):
-    """Hallo's box expansion: about the (floored) centre, then shifted back inside the image."""
-    mid_x, mid_y = (x1 + x0) // 2, (y1 + y0) // 2
-    side_x, side_y = (x1 - x0) * ratio, (y1 - y0) * ratio
-    x0, x1 = mid_x - side_x // 2, mid_x + side_x // 2
-    y0, y1 = mid_y - side_y // 2, mid_y + side_y // 2
-    if x0 < 0:
-        x1, x0 = x1 - x0, 0
-    if x1 > width:
-        x0, x1 = x0 - (x1 - width), width
-    if y0 < 0:
-        y1, y0 = y1 - y0, 0
-    if y1 > height:
-        y0, y1 = y0 - (y1 - height), height
-    return round(x0), round(x1), round(y0), round(y1)
-
-
-def box_mask(box, width: int, height: int) -> np.ndarray:
-    x0, x1, y0, y1 = box
-    mask = np.zeros((height, width), np.uint8)
-    mask[max(0, y0):max(0, y1), max(0, x0):max(0, x1)] = 255
-    return mask
+from ..faces.hallo_regions import region_boxes
 
 
 def _gaussian_kernel(taps: int) -> np.ndarray:
@@ -106,23 +74,8 @@ def region_masks(height: int, width: int, landmarks: np.ndarray | None = None, b
                  lip_expand: float = 2.0, grid: int = 64, face_blur: int = 51, lip_blur: int = 31) -> RegionMasks:
     """Hallo's masks from mediapipe face-mesh landmarks `[478 or 468, 2]` (pixels), or from a face `box`
     (x0, y0, x1, y1) when there are none (the centre square the face tools guess, by default)."""
-    if landmarks is not None and len(landmarks) >= 468:
-        oval, lips = np.asarray(landmarks)[FACE_OVAL], np.asarray(landmarks)[LIPS]
-        face = (*np.round([oval[:, 0].min(), oval[:, 0].max()]), *np.round([oval[:, 1].min(), oval[:, 1].max()]))
-        lip = (*np.round([lips[:, 0].min(), lips[:, 0].max()]), *np.round([lips[:, 1].min(), lips[:, 1].max()]))
-        source = "landmarks"
-    else:
-        if box is None:
-            side = 0.8 * min(height, width)
-            box = (width / 2 - side / 2, height / 2 - side / 2, width / 2 + side / 2, height / 2 + side / 2)
-        x0, y0, x1, y1 = (float(v) for v in box)
-        face = (round(x0), round(x1), round(y0), round(y1))
-        cx, cy, w, h = LIP_IN_FACE
-        lx, ly, lw, lh = x0 + cx * (x1 - x0), y0 + cy * (y1 - y0), w * (x1 - x0), h * (y1 - y0)
-        lip = (round(lx - lw / 2), round(lx + lw / 2), round(ly - lh / 2), round(ly + lh / 2))
-        source = "box"
-    face_box = box_mask(expand_box(*face, width, height, face_expand), width, height)
-    lip_box = box_mask(expand_box(*lip, width, height, lip_expand), width, height)
+    face_box, lip_box, source = region_boxes(height, width, landmarks, box, face_expand=face_expand,
+                                             lip_expand=lip_expand)
     face_blurred, lip_blurred = blurred(face_box, grid, face_blur), blurred(lip_box, grid, lip_blur)
     background = (255 - face_blurred.astype(np.int16)).clip(0, 255).astype(np.uint8)
     face_only = (face_blurred.astype(np.int16) - lip_blurred).clip(0, 255).astype(np.uint8)

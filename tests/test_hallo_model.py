@@ -132,7 +132,8 @@ def test_audio_scale_and_region_weights_reach_only_the_audio_cross_attention(hal
 
 
 def test_region_masks_follow_hallos_recipe():
-    from comfyui_portraittalk.models.hallo_masks import FACE_OVAL, LIPS, expand_box, region_masks
+    from comfyui_portraittalk.faces.hallo_regions import FACE_OVAL, LIPS, expand_box
+    from comfyui_portraittalk.models.hallo_masks import region_masks
 
     landmarks = np.zeros((478, 2))
     landmarks[:, 0], landmarks[:, 1] = 256, 256
