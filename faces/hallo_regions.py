@@ -4,7 +4,7 @@ Hallo builds them from mediapipe's face mesh of the reference image: the face bo
 face-oval landmarks expanded by `face_expand` (1.2) about its centre, shifted back inside the image; the lip box
 the same around the lip landmarks with `lip_expand` (2.0). Without landmarks the face box is the centre square
 that the face tools guess for a faceless photo, and the lip box the region of it where `masks` puts its lip
-ellipse. The blurred masks the audio modules use are made from these boxes in `models/hallo_masks.py`.
+ellipse. The blurred masks the audio modules use are made from these boxes in `models/networks/hallo_masks.py`.
 """
 
 from __future__ import annotations

@@ -9,11 +9,11 @@ _EXPORTS = {
     "PortraitTalkPipeline": ".pipeline",
     "PortraitTalkOutput": ".pipeline",
     "AudioEmbeds": ".pipeline",
-    "IdentityFeatures": ".identity_net",
-    "StreamScales": ".attention",
-    "SamplingOptions": ".sampling",
-    "SamplingProgress": ".sampling",
-    "VideoConditioning": ".sampling",
+    "IdentityFeatures": ".networks.identity_net",
+    "StreamScales": ".networks.attention",
+    "SamplingOptions": ".sampling.sampler",
+    "SamplingProgress": ".sampling.sampler",
+    "VideoConditioning": ".sampling.sampler",
     "load_config": ".config",
 }
 

@@ -13,15 +13,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .attention import StreamScales
-from .audio import AudioFeatures, AudioInputError, features_per_frame, frame_windows, prepare_waveform
+from .networks.attention import StreamScales
+from .networks.audio import AudioFeatures, AudioInputError, features_per_frame, frame_windows, prepare_waveform
 from .audio_contract import num_video_frames
-from .components import Components, build_components, default_audio_encoder, load_components, save_components
+from .files.components import Components, build_components, default_audio_encoder, load_components, save_components
 from .config import load_config
 from .families import MOTION_FRAMES, Family, family_of
-from .identity_net import IdentityFeatures
-from .sampling import SamplingOptions, SamplingProgress, VideoConditioning, sample_video
-from .weights import read_model
+from .networks.identity_net import IdentityFeatures
+from .sampling.sampler import SamplingOptions, SamplingProgress, VideoConditioning, sample_video
+from .files.weights import read_model
 
 DEMO_MODEL = Path(__file__).resolve().parent.parent / "assets" / "portraittalk_demo.safetensors"
 LARGE_FILE = 512 * 1024 * 1024
@@ -32,8 +32,8 @@ def _read_large_model(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     import json
 
     from .config import ConfigError, validate
-    from .safetensors_stream import read_mapped
-    from .weights import FORMAT, ModelFileError
+    from .files.safetensors_stream import read_mapped
+    from .files.weights import FORMAT, ModelFileError
 
     state, metadata = read_mapped(path)
     if metadata.get("format") != FORMAT or "config" not in metadata:
@@ -181,10 +181,10 @@ class PortraitTalkPipeline:
 
     def to(self, device=None, dtype=None) -> PortraitTalkPipeline:
         """Move every component (in place) and remember where they are."""
-        from .offload import is_offloaded
+        from .sampling.offload import is_offloaded
 
         if is_offloaded(self):  # the offloaded networks' CPU copies would go stale
-            raise ValueError("this pipeline is offloaded (models/offload.py): remove_offload(pipeline) before moving "
+            raise ValueError("this pipeline is offloaded (models/sampling/offload.py): remove_offload(pipeline) before moving "
                              "or casting it, and offload again afterwards")
         self.device = torch.device(device) if device is not None else self.device
         self.dtype = dtype or self.dtype
@@ -289,8 +289,8 @@ class PortraitTalkPipeline:
         import logging
 
         from ..faces import detect_faces
-        from .arcface import embed, find_model
-        from .hallo_masks import region_masks
+        from .networks.arcface import embed, find_model
+        from .networks.hallo_masks import region_masks
 
         warn = warn or logging.getLogger(__name__).warning
         images = np.asarray(images)
@@ -415,8 +415,8 @@ class PortraitTalkPipeline:
         `long_audio` is "motion_frames", or blended windows that all start from the reference."""
         import dataclasses
 
-        from .hallo_sampling import motion_features, sample_motion_frames
-        from .sampling import follows_hallo, make_passes
+        from .sampling.motion_frames import motion_features, sample_motion_frames
+        from .sampling.sampler import follows_hallo, make_passes
 
         components, shape = self.components, self.video_latent_shape(conditioning, size)
         identity = conditioning.identity
@@ -438,7 +438,7 @@ class PortraitTalkPipeline:
                                         self.config["scheduler"], joint=joint)
         motion = None
         if count and identity is not None and identity.latents is not None:
-            from .offload import execution_device
+            from .sampling.offload import execution_device
 
             first = identity.to(execution_device(components.identity_net), next(components.identity_net.parameters()).dtype)
             motion = motion_features(components.identity_net, components.animate_net, first,
@@ -463,9 +463,9 @@ class PortraitTalkPipeline:
 
     def memory_estimate(self, conditioning: VideoConditioning, options: SamplingOptions, *, weights: int = 0,
                         size: int | None = None):
-        """The peak that `sample` needs beyond `weights` bytes still to load (see models/memory.py)."""
-        from .memory import sampling_estimate
-        from .sampling import make_passes
+        """The peak that `sample` needs beyond `weights` bytes still to load (see models/sampling/memory.py)."""
+        from .sampling.memory import sampling_estimate
+        from .sampling.sampler import make_passes
 
         _, h, w = self.video_latent_shape(conditioning, size)
         return sampling_estimate(self.config, weights=weights, frames=min(options.window, options.num_frames),
@@ -504,7 +504,7 @@ class PortraitTalkPipeline:
         codec, a linear latent→RGB map for the VAE)."""
         codec = self.components.codec
         if codec is None:  # full-size models decode with the user's VAE: preview with the SD latent→RGB map
-            from .codec import VaeCodec
+            from .networks.codec import VaeCodec
 
             rgb = VaeCodec.preview(VaeCodec, latents.to(self.device)).float()
         else:

@@ -164,7 +164,7 @@ class EncodeAudio(io.ComfyNode):
 
     @classmethod
     def execute(cls, animate_net, audio=None, audio_encoder=None, audio_encoder_output=None, fps=0.0) -> io.NodeOutput:
-        from ..models.audio import features_from_encoder_output, prepare_waveform
+        from ..models.networks.audio import features_from_encoder_output, prepare_waveform
 
         pipe = animate_net.pipeline if hasattr(animate_net, "pipeline") else animate_net
         fps = fps or pipe.fps

@@ -12,7 +12,7 @@ PORTRAITTALK = "portraittalk"
 ANIMATEDIFF = "animatediff_models"  # AnimateDiff-Evolved's folder name, so its users' motion modules are listed
 DEMO_NAME = "portraittalk_demo.safetensors (bundled)"
 DEMO_PATH = Path(__file__).resolve().parent.parent / "assets" / "portraittalk_demo.safetensors"
-PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")  # models/weights.py refuses these too
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")  # models/files/weights.py refuses these too
 
 
 def register() -> None:
@@ -38,7 +38,7 @@ def model_names(*, bundled: bool = True) -> list[str]:
 def _is_hallo(name: str) -> bool:
     if not name.endswith(".pth"):
         return False
-    from ..models.hallo import is_hallo_checkpoint
+    from ..models.files.hallo import is_hallo_checkpoint
 
     path = folder_paths.get_full_path(PORTRAITTALK, name)
     return path is not None and is_hallo_checkpoint(path)
@@ -47,7 +47,7 @@ def _is_hallo(name: str) -> bool:
 def hallo_model_path(name: str) -> Path:
     """A Hallo checkpoint's PortraitTalk file in the first models/portraittalk folder, converted on first use:
     `hallo/net.pth` → `hallo_net.portraittalk.safetensors`."""
-    from ..models.hallo import ensure_converted
+    from ..models.files.hallo import ensure_converted
 
     stem = os.path.splitext(name)[0].replace("\\", "/").strip("/").replace("/", "_")
     folder = folder_paths.get_folder_paths(PORTRAITTALK)[0]

@@ -1,5 +1,5 @@
 """Load Full-Size Model: an `sd15` PortraitTalk model assembled in memory from the files ComfyUI users already
-have (models/assemble.py does the work), plus the checkpoint's CLIP for core CLIPTextEncode."""
+have (models/files/assemble.py does the work), plus the checkpoint's CLIP for core CLIPTextEncode."""
 
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ def assembled(checkpoint: Path, motion: Path, weights: Path | None, weight_dtype
     import comfy.model_management as mm
     import comfy.utils
 
-    from ..models.assemble import assemble_sd15
+    from ..models.files.assemble import assemble_sd15
     from ..models.pipeline import PortraitTalkPipeline
     from .runtime import weight_dtype
 

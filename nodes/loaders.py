@@ -106,8 +106,8 @@ class LoadAudioEncoder(io.ComfyNode):
 
     @classmethod
     def execute(cls, encoder_name: str) -> io.NodeOutput:
-        from ..models.audio import MelEncoder, Wav2Vec2Encoder
-        from ..models.wav2vec2 import load_wav2vec2
+        from ..models.networks.audio import MelEncoder, Wav2Vec2Encoder
+        from ..models.networks.wav2vec2 import load_wav2vec2
 
         if encoder_name == MEL:
             return io.NodeOutput(MelEncoder())

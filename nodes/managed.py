@@ -133,7 +133,7 @@ def sampling_memory(pipeline, conditioning, options):
     else, on a GPU, with AnimateNet's and IdentityNet's blocks streamed from the CPU (diffusers' group offloading;
     also under --lowvram and --novram). When even that cannot fit, stop now
     with the estimate (NotEnoughMemory), not with an out-of-memory error at the end of a long run."""
-    from ..models.offload import min_offload_bytes, offload_pipeline, remove_offload
+    from ..models.sampling.offload import min_offload_bytes, offload_pipeline, remove_offload
 
     needed = networks(pipeline, *pipeline.sampling_networks)
     device = mm.get_torch_device()
@@ -161,7 +161,7 @@ def sampling_memory(pipeline, conditioning, options):
 
 
 def _message(estimate, available: int, device, window: int, streamed=None) -> str:
-    from ..models.memory import gigabytes
+    from ..models.sampling.memory import gigabytes
 
     h, w = estimate.latent_size
     offload = (f"; with the weights streamed from the CPU it would still need {gigabytes(streamed.total)}"

@@ -28,12 +28,12 @@ def weight_dtype(choice: str, parameters: int = 0):
     "auto" (a dtype the pack does not run, fp8 or fp64, falls back to fp16 or fp32)."""
     import torch
 
-    from ..models.acceleration import DTYPES
+    from ..models.dtypes import torch_dtype
 
     if choice not in WEIGHT_DTYPES:
         raise ValueError(f"weight_dtype: {choice!r} is not one of {', '.join(WEIGHT_DTYPES)}")
     if choice != "auto":
-        return DTYPES[choice]
+        return torch_dtype(choice)
     supported = [torch.float16, torch.bfloat16, torch.float32]
     chosen = mm.unet_dtype(mm.get_torch_device(), parameters, supported_dtypes=supported)
     if chosen in supported:
@@ -62,7 +62,7 @@ def _parameter_count(path: Path) -> int:
     0 for anything unreadable: the loader that follows refuses a broken file with its own clear message."""
     import math
 
-    from ..models.weights import ModelFileError, _check_safetensors_header
+    from ..models.files.weights import ModelFileError, _check_safetensors_header
 
     if path.suffix != ".safetensors" or not path.is_file():
         return 0

@@ -62,7 +62,7 @@ class Sampler(io.ComfyNode):
     @classmethod
     def execute(cls, animate_net, steps, scheduler, karras, seed, text_guidance, audio_guidance, window, overlap,
                 frames=0, structure=None) -> io.NodeOutput:
-        from ..models.sampling import SamplingOptions, context_windows
+        from ..models.sampling.sampler import SamplingOptions, context_windows
 
         if not hasattr(animate_net, "conditioning"):
             raise ValueError("animate_net is not patched: connect it through 'Apply Decoupled Attention' first")

@@ -107,8 +107,8 @@ def animatediff_v2_motion_module(seed: int = 0, dtype=torch.float16,
     keys = {k: info["shape"] for k, info in hallo_manifest()["tensors"].items()
             if k.startswith(prefix) and ".motion_modules." in k}
     if config is not None:
-        from comfyui_portraittalk.models.hallo import target_key
-        from comfyui_portraittalk.models.temporal import build_motion_unet
+        from comfyui_portraittalk.models.files.hallo import target_key
+        from comfyui_portraittalk.models.networks.temporal import build_motion_unet
 
         shapes = _meta_state(lambda: build_motion_unet(config["unet"], config["motion"]))
         keys = {k: shapes[target_key(k)[len("animate_net.unet."):]] for k in keys}

@@ -49,7 +49,7 @@ def write_user_files(folder, comfy_root) -> dict[str, Path]:
 
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection, Wav2Vec2Config, Wav2Vec2Model
 
-    from comfyui_portraittalk.models.components import build_components
+    from comfyui_portraittalk.models.files.components import build_components
     from comfyui_portraittalk.models.config import load_config
     from conftest import wake_zero_branches
     from fake_checkpoints import animatediff_v2_motion_module, sd15_checkpoint

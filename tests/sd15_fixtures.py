@@ -26,7 +26,7 @@ VIT_H = {"hidden_size": 1280, "intermediate_size": 5120, "num_hidden_layers": 32
 
 
 def _write(path: Path, shapes: dict, dtype: torch.dtype, seed: int, values: dict | None = None) -> None:
-    from comfyui_portraittalk.models.safetensors_stream import write_streaming
+    from comfyui_portraittalk.models.files.safetensors_stream import write_streaming
 
     gen = torch.Generator().manual_seed(seed)
     values = values or {}

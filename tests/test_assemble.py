@@ -1,5 +1,5 @@
 """Assembling an `sd15` model from an SD-1.5 checkpoint, an AnimateDiff v2 motion module and PortraitTalk
-weights (models/assemble.py, `portraittalk assemble`). The files have the real key layouts at a tenth of the
+weights (models/files/assemble.py, `portraittalk assemble`). The files have the real key layouts at a tenth of the
 widths (fake_checkpoints.small_sd15_config), so every test runs in seconds; tests/comfyui/test_sd15_nodes.py
 does it at the real sizes in ComfyUI."""
 
@@ -13,8 +13,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from comfyui_portraittalk.models.assemble import assemble_sd15, new_keys
-from comfyui_portraittalk.models.weights import ModelFileError
+from comfyui_portraittalk.models.files.assemble import assemble_sd15, new_keys
+from comfyui_portraittalk.models.files.weights import ModelFileError
 from fake_checkpoints import animatediff_v2_motion_module, sd15_checkpoint, small_sd15_config
 
 TEMPORAL = "up_blocks.3.motion_modules.2.temporal_transformer.transformer_blocks.0.attention_blocks.1.to_q.weight"
@@ -69,7 +69,7 @@ def test_the_sources_tensors_land_in_place_and_the_new_streams_stay_at_init(sour
 
 def test_the_new_parts_are_initialised_like_a_fresh_build(sources, base):
     """What no file gives gets a fresh build's values: the same zeros, the same sinusoids, the same scale."""
-    from comfyui_portraittalk.models.components import build_components
+    from comfyui_portraittalk.models.files.components import build_components
 
     state, _ = base
     torch.manual_seed(0)
@@ -144,7 +144,7 @@ def test_wrong_files_are_refused_naming_the_file_and_what_was_found(sources, tmp
 def test_the_command_writes_a_model_the_loaders_read(sources, tmp_path, capsys):
     from comfyui_portraittalk.cli import main
     from comfyui_portraittalk.models import PortraitTalkPipeline
-    from comfyui_portraittalk.models.weights import _check_safetensors_header
+    from comfyui_portraittalk.models.files.weights import _check_safetensors_header
 
     given = {"audio_proj.proj3.bias": torch.full((32 * 32,), 0.5)}  # 32 tokens × width 32
     weights = _weights(sources, "audio.safetensors", given)

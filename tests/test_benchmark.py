@@ -11,11 +11,11 @@ import statistics
 import pytest
 import torch
 
-from comfyui_portraittalk.benchmark import GENERATION_STAGES
+from comfyui_portraittalk.bench.benchmark import GENERATION_STAGES
 from comfyui_portraittalk.models.config import load_config
-from comfyui_portraittalk.models.flops import (count_flops, denoiser_flops, identity_kv_flops,
+from comfyui_portraittalk.bench.flops import (count_flops, denoiser_flops, identity_kv_flops,
                                                identity_net_flops)
-from comfyui_portraittalk.models.sampling import WindowDenoiser, guidance_passes
+from comfyui_portraittalk.models.sampling.sampler import WindowDenoiser, guidance_passes
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def test_sd15_frame_costs_about_1_2_tflop():
 
 def test_bench_runs_and_reports_its_fields(tmp_path, capsys):
     """Two runs in fresh processes (4 frames in one window; 8 frames in three windows of 4)."""
-    from comfyui_portraittalk.benchmark import SCHEMA, bench_main
+    from comfyui_portraittalk.bench.benchmark import SCHEMA, bench_main
 
     out = tmp_path / "bench.json"
     assert bench_main(["--config", "tiny", "--frames", "4", "--scale", "1", "2", "--seconds", "--steps", "2",
@@ -152,7 +152,7 @@ def _fake_run(frames: int, wall: float, cpu: float, peak: float, *, scale: int |
 
 
 def test_summary_pairs_runs_and_checks_the_targets():
-    from comfyui_portraittalk.benchmark import summarise
+    from comfyui_portraittalk.bench.benchmark import summarise
 
     runs = [_fake_run(48, 10, 8, 1000, scale=1), _fake_run(96, 20, 17, 1100, scale=2, overhead=1.12),
             _fake_run(192, 45, 33, 1300, scale=4),
@@ -182,7 +182,7 @@ def test_summary_pairs_runs_and_checks_the_targets():
 
 def test_rounds_are_compared_by_their_medians():
     """With --rounds, one slow run (a busy moment on a shared machine) does not decide a target."""
-    from comfyui_portraittalk.benchmark import summarise
+    from comfyui_portraittalk.bench.benchmark import summarise
 
     runs = [_fake_run(48, 10, 8, 1000, scale=1), _fake_run(96, 20, 16, 1000, scale=2),
             _fake_run(48, 10, 8, 1000, scale=1), _fake_run(96, 30, 24, 1000, scale=2, overhead=1.5),
@@ -195,7 +195,7 @@ def test_rounds_are_compared_by_their_medians():
 
 
 def test_plan_runs_the_scales_and_audio_durations_at_the_config_rate():
-    from comfyui_portraittalk.benchmark import _parser, plan
+    from comfyui_portraittalk.bench.benchmark import _parser, plan
 
     specs = plan(_parser().parse_args(["--config", "tiny", "--frames", "10", "--scale", "1", "3",
                                        "--seconds", "0.5", "2.01", "--steps", "3"]))
@@ -205,7 +205,7 @@ def test_plan_runs_the_scales_and_audio_durations_at_the_config_rate():
 
 
 def test_import_time_is_measured_in_a_fresh_interpreter():
-    from comfyui_portraittalk.benchmark import import_time
+    from comfyui_portraittalk.bench.benchmark import import_time
 
     info = import_time("comfyui_portraittalk", repeats=1)
     assert info["module"] == "comfyui_portraittalk" and info["seconds"] >= 0
@@ -213,7 +213,7 @@ def test_import_time_is_measured_in_a_fresh_interpreter():
 
 def test_accelerate_reports_what_it_did_and_the_pipeline_still_samples(reference_images, speechlike):
     from comfyui_portraittalk.models import PortraitTalkPipeline
-    from comfyui_portraittalk.models.acceleration import accelerate
+    from comfyui_portraittalk.bench.acceleration import accelerate
 
     pipe = PortraitTalkPipeline.from_config("tiny", seed=0)
     report = accelerate(pipe, dtype="bf16", channels_last=True)
@@ -231,7 +231,7 @@ def test_accelerate_reports_what_it_did_and_the_pipeline_still_samples(reference
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_bench_on_cuda_reports_cuda_memory_and_utilisation(tmp_path):
-    from comfyui_portraittalk.benchmark import bench_main
+    from comfyui_portraittalk.bench.benchmark import bench_main
 
     out = tmp_path / "bench.json"
     assert bench_main(["--config", "tiny", "--frames", "16", "--scale", "1", "--seconds", "--steps", "2",

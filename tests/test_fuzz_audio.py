@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from comfyui_portraittalk.models.audio import (MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, SAMPLE_RATE, AudioInputError,
+from comfyui_portraittalk.models.networks.audio import (MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, SAMPLE_RATE, AudioInputError,
                                                MelEncoder, prepare_waveform)
 from comfyui_portraittalk.models.audio_contract import num_video_frames
 

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save
 
-from comfyui_portraittalk.models.weights import DTYPE_SIZES, ModelFileError, read_model, read_safetensors
+from comfyui_portraittalk.models.files.weights import DTYPE_SIZES, ModelFileError, read_model, read_safetensors
 
 from comfyui.offline import no_network  # tests/comfyui (tests/ is on sys.path, as for conftest)
 

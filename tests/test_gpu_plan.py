@@ -43,9 +43,9 @@ def test_the_gpu_plan_runs_the_issues_matrix_at_512(gpu_plan):
 @pytest.mark.parametrize("family", ["hallo", "sd15"])
 def test_the_real_layouts_build_and_split_into_offload_groups(family):
     """Built on the meta device (no memory): the layouts the GPU plan runs, and their offload groups."""
-    from comfyui_portraittalk.models.components import build_components
+    from comfyui_portraittalk.models.files.components import build_components
     from comfyui_portraittalk.models.config import load_config
-    from comfyui_portraittalk.models.offload import offload_groups
+    from comfyui_portraittalk.models.sampling.offload import offload_groups
 
     with torch.device("meta"):
         components = build_components(load_config(family), with_codec=True)
@@ -60,7 +60,7 @@ def test_the_real_layouts_build_and_split_into_offload_groups(family):
 
 
 def test_bench_refuses_a_memory_cap_without_cuda(capsys):
-    from comfyui_portraittalk.benchmark import bench_main
+    from comfyui_portraittalk.bench.benchmark import bench_main
 
     with pytest.raises(SystemExit):
         bench_main(["--config", "tiny", "--device", "cpu", "--memory-cap-gb", "8", "--quiet"])

@@ -12,7 +12,7 @@ from hallo_fixtures import hallo_names, tiny_hallo_config
 
 @pytest.fixture(scope="module")
 def layout():
-    from comfyui_portraittalk.models.hallo import expected_layout, hallo_config
+    from comfyui_portraittalk.models.files.hallo import expected_layout, hallo_config
 
     return expected_layout(hallo_config())
 
@@ -22,7 +22,7 @@ def _meta_manifest() -> dict[str, torch.Tensor]:
 
 
 def test_every_manifest_key_is_consumed(layout):
-    from comfyui_portraittalk.models.hallo import plan
+    from comfyui_portraittalk.models.files.hallo import plan
 
     state = _meta_manifest()
     sources, report = plan(state, layout, "net.pth")
@@ -37,8 +37,8 @@ def test_every_manifest_key_is_consumed(layout):
 
 @pytest.mark.parametrize("change", ["drop", "extra", "shape"])
 def test_a_mismatch_fails_naming_the_keys(layout, change):
-    from comfyui_portraittalk.models.hallo import plan
-    from comfyui_portraittalk.models.weights import ModelFileError
+    from comfyui_portraittalk.models.files.hallo import plan
+    from comfyui_portraittalk.models.files.weights import ModelFileError
 
     state = _meta_manifest()
     key = "denoising_unet.up_blocks.2.audio_modules.1.transformer_blocks.0.attn2_1.to_v.weight"
@@ -57,7 +57,7 @@ def test_a_mismatch_fails_naming_the_keys(layout, change):
 
 
 def test_not_a_hallo_file_is_refused(tmp_path):
-    from comfyui_portraittalk.models.convert_cli import convert_main
+    from comfyui_portraittalk.cli.convert import convert_main
 
     torch.save({"model.diffusion_model.x": torch.zeros(1)}, tmp_path / "other.pth")
     assert convert_main(["hallo", str(tmp_path / "other.pth"), str(tmp_path / "out.safetensors")]) == 2
@@ -79,8 +79,8 @@ def test_converted_weights_run_as_the_original(tmp_path, small_model, dtype, cap
     """A Hallo-named checkpoint (fp32 or fp16) of a small model converts, loads, and predicts exactly what the
     model it was written from predicts (with fp16 values in both)."""
     from comfyui_portraittalk.models import PortraitTalkPipeline
-    from comfyui_portraittalk.models.convert_cli import convert_main
-    from comfyui_portraittalk.models.hallo import convert_hallo
+    from comfyui_portraittalk.cli.convert import convert_main
+    from comfyui_portraittalk.models.files.hallo import convert_hallo
 
     state = {k: v.to(dtype) for k, v in small_model.components.state_dict().items()
              if k.startswith(("identity_net.", "animate_net.", "image_proj.", "audio_proj."))}
@@ -102,7 +102,7 @@ def test_converted_weights_run_as_the_original(tmp_path, small_model, dtype, cap
         {k[len("animate_net."):]: v.float() for k, v in state.items() if k.startswith("animate_net.")})
     x, t = torch.randn(1, 2, 48, 16, 16), torch.tensor([500])
     ctx_tokens = torch.randn(1, 4, 64)
-    from comfyui_portraittalk.models.attention import AttentionContext, StreamScales
+    from comfyui_portraittalk.models.networks.attention import AttentionContext, StreamScales
 
     ctx = AttentionContext(scales=StreamScales(text=0.0), audio_tokens=torch.randn(2, 4, 64))
     with torch.no_grad():
@@ -116,7 +116,7 @@ def test_converted_weights_run_as_the_original(tmp_path, small_model, dtype, cap
 def test_streamed_files_read_back_exactly_and_map_without_a_copy(tmp_path):
     from safetensors.torch import load_file
 
-    from comfyui_portraittalk.models.safetensors_stream import read_mapped, write_streaming
+    from comfyui_portraittalk.models.files.safetensors_stream import read_mapped, write_streaming
 
     tensors = {"a": torch.randn(3, 4), "b": torch.arange(5), "c": torch.randn(2, dtype=torch.float16),
                "d": torch.randn(4, dtype=torch.bfloat16), "e": torch.zeros(0)}

@@ -40,7 +40,7 @@ def pipe(tmp_path_factory):
     """Hallo's net.pth, converted by `portraittalk convert hallo` with the reduced model's config."""
     from comfyui_portraittalk.models import PortraitTalkPipeline
     from comfyui_portraittalk.models.config import load_config
-    from comfyui_portraittalk.models.hallo import convert_hallo
+    from comfyui_portraittalk.models.files.hallo import convert_hallo
 
     config = load_config("hallo", json.loads((GOLDEN / "config.json").read_text()))
     out = tmp_path_factory.mktemp("hallo-golden") / "net.portraittalk.safetensors"
@@ -51,7 +51,7 @@ def pipe(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def conditioned(pipe, golden):
-    from comfyui_portraittalk.models.hallo_masks import RegionMasks
+    from comfyui_portraittalk.models.networks.hallo_masks import RegionMasks
     from comfyui_portraittalk.models.pipeline import AudioEmbeds
 
     masks = [golden[f"inputs.mask_{k}"].numpy().astype(np.uint8) for k in ("background", "face", "lip")]
@@ -66,7 +66,7 @@ def conditioned(pipe, golden):
 
 
 def _options(**kwargs):
-    from comfyui_portraittalk.models.sampling import SamplingOptions
+    from comfyui_portraittalk.models.sampling.sampler import SamplingOptions
 
     return SamplingOptions(num_frames=FRAMES, window=FRAMES, long_audio="motion_frames", **kwargs)
 
@@ -78,8 +78,8 @@ def _motion_latents(golden, label):
 def _forward(pipe, conditioned, golden, label, step, **options):
     """(guided prediction, per-pass predictions) of our sampler's denoiser for one recorded step, in Hallo's
     `[1, C, F, h, w]` layout."""
-    from comfyui_portraittalk.models.hallo_sampling import motion_features
-    from comfyui_portraittalk.models.sampling import make_denoiser, make_passes
+    from comfyui_portraittalk.models.sampling.motion_frames import motion_features
+    from comfyui_portraittalk.models.sampling.sampler import make_denoiser, make_passes
 
     cond, regions = conditioned
     net = pipe.components.animate_net
@@ -111,8 +111,8 @@ def test_projections_equal_hallos(pipe, golden, conditioned):
 def test_reference_bank_and_motion_features_equal_hallos(pipe, golden, conditioned):
     """Hallo's ReferenceNet runs once on [reference, motion frames] × (unconditional, conditional) with the two
     face embeddings alternating along that batch: rows (ref∅, m1, m2∅, ref, m1∅, m2) per layer."""
-    from comfyui_portraittalk.models.hallo_sampling import motion_features
-    from comfyui_portraittalk.models.sampling import make_passes
+    from comfyui_portraittalk.models.sampling.motion_frames import motion_features
+    from comfyui_portraittalk.models.sampling.sampler import make_passes
 
     cond, _ = conditioned
     net = pipe.components.animate_net
@@ -170,7 +170,7 @@ issue's reduced model with Hallo-scale weights: 6.5e-2). Hallo's rows are what i
 
 def _first_steps(pipe, cond, options, monkeypatch, count=3):
     """The latents after the first `count` scheduler steps of the sampler's own loop."""
-    from comfyui_portraittalk.models import hallo_sampling
+    from comfyui_portraittalk.models.sampling import motion_frames as hallo_sampling
 
     steps, make_scheduler = [], hallo_sampling.make_scheduler
 
@@ -214,7 +214,7 @@ def test_three_ddim_steps_with_hallos_noise_equal_hallos(pipe, conditioned, gold
     """Hallo seeds torch.manual_seed(42) once and each window draws [1, C, F, h, w] in turn; with noise="hallo"
     and seed 42 the windows start from the same noise, bit for bit, and the first DDIM steps of the 40-step
     schedule (cfg 3.5, the sampler's own loop) land where Hallo's do."""
-    from comfyui_portraittalk.models import hallo_sampling
+    from comfyui_portraittalk.models.sampling import motion_frames as hallo_sampling
 
     cond, _ = conditioned
     options = _options(steps=40, seed=42, audio_guidance=CFG, noise="hallo")
@@ -234,7 +234,7 @@ def test_three_ddim_steps_with_hallos_noise_equal_hallos(pipe, conditioned, gold
 
 
 def test_hallo_rows_alternate_in_the_conditional_pass():
-    from comfyui_portraittalk.models.sampling import GuidancePass, bank_rows
+    from comfyui_portraittalk.models.sampling.sampler import GuidancePass, bank_rows
 
     uncond, cond = GuidancePass(False, False, -2.5, identity=False), GuidancePass(False, True, 3.5)
     # one text row (0) + the zero-embedding row (1); the unconditional pass sees its own tokens (-1)

@@ -20,7 +20,7 @@ def small_wav2vec2():
 
 
 def test_wav2vec2_runs_at_the_video_rate_on_the_padded_clip(small_wav2vec2):
-    from comfyui_portraittalk.models.audio import Wav2Vec2Encoder
+    from comfyui_portraittalk.models.networks.audio import Wav2Vec2Encoder
 
     rng = np.random.default_rng(0)
     wav = rng.standard_normal(16000 + 3200).astype(np.float32) * 0.1  # 1.2 s: 30 frames at 25 fps
@@ -49,7 +49,7 @@ def _mesh(size: int = 256) -> np.ndarray:
 
 
 def test_alignment_puts_the_five_points_on_arcfaces_template():
-    from comfyui_portraittalk.models.arcface import TEMPLATE, five_points, similarity
+    from comfyui_portraittalk.models.networks.arcface import TEMPLATE, five_points, similarity
 
     pts = five_points(_mesh())
     matrix = similarity(pts, TEMPLATE)
@@ -72,7 +72,7 @@ class FakeSession:
 
 
 def test_embedding_runs_the_model_on_the_aligned_face():
-    from comfyui_portraittalk.models.arcface import embed
+    from comfyui_portraittalk.models.networks.arcface import embed
 
     image = np.zeros((256, 256, 3), np.uint8)
     image[90:190, 80:176] = (200, 150, 120)
@@ -84,7 +84,7 @@ def test_embedding_runs_the_model_on_the_aligned_face():
 
 
 def test_without_a_model_the_embedding_is_zeros_with_a_warning():
-    from comfyui_portraittalk.models.arcface import embed
+    from comfyui_portraittalk.models.networks.arcface import embed
 
     warnings = []
     vector, how = embed(np.zeros((64, 64, 3), np.uint8), _mesh(64), None, warn=warnings.append)

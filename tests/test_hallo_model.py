@@ -25,7 +25,7 @@ def hallo_pipe():
 
 @pytest.fixture(scope="module")
 def inputs(hallo_pipe):
-    from comfyui_portraittalk.models.hallo_masks import region_masks
+    from comfyui_portraittalk.models.networks.hallo_masks import region_masks
     from comfyui_portraittalk.models.pipeline import AudioEmbeds
 
     gen = torch.Generator().manual_seed(0)
@@ -40,7 +40,7 @@ def inputs(hallo_pipe):
 
 def _sample(pipe, inputs, *, text=None, text_scale=1.0, audio_scale=1.0, mode="motion_frames", seed=1,
             weights=None, steps=1):
-    from comfyui_portraittalk.models.sampling import SamplingOptions
+    from comfyui_portraittalk.models.sampling.sampler import SamplingOptions
 
     identity = pipe.encode_identity(inputs["latents"], inputs["tokens"], text, inputs["null"], inputs["regions"])
     cond = pipe.conditioning(null_text=inputs["null"], text=text, identity=identity, audio=inputs["audio"],
@@ -51,7 +51,7 @@ def _sample(pipe, inputs, *, text=None, text_scale=1.0, audio_scale=1.0, mode="m
 
 
 def test_the_small_model_has_hallo_layout(hallo_pipe):
-    from comfyui_portraittalk.models.temporal import PerFrameGroupNorm
+    from comfyui_portraittalk.models.networks.temporal import PerFrameGroupNorm
 
     unet = hallo_pipe.components.animate_net.unet
     keys = unet.state_dict()
@@ -105,7 +105,7 @@ def test_skipped_temporal_layers_pass_their_input_through(hallo_pipe):
 
 
 def test_per_frame_norm_normalises_each_frame_on_its_own():
-    from comfyui_portraittalk.models.temporal import PerFrameGroupNorm
+    from comfyui_portraittalk.models.networks.temporal import PerFrameGroupNorm
 
     norm = PerFrameGroupNorm(4, 8)
     x = torch.randn(2, 8, 3, 5, 5)
@@ -115,7 +115,7 @@ def test_per_frame_norm_normalises_each_frame_on_its_own():
 
 
 def test_joint_guidance_is_hallos_cfg():
-    from comfyui_portraittalk.models.sampling import guidance_passes
+    from comfyui_portraittalk.models.sampling.sampler import guidance_passes
 
     passes = guidance_passes(1.0, 3.5, False, True, joint=True)
     assert [(p.identity, p.audio, p.weight) for p in passes] == [(False, False, -2.5), (True, True, 3.5)]
@@ -133,7 +133,7 @@ def test_audio_scale_and_region_weights_reach_only_the_audio_cross_attention(hal
 
 def test_region_masks_follow_hallos_recipe():
     from comfyui_portraittalk.faces.hallo_regions import FACE_OVAL, LIPS, expand_box
-    from comfyui_portraittalk.models.hallo_masks import region_masks
+    from comfyui_portraittalk.models.networks.hallo_masks import region_masks
 
     landmarks = np.zeros((478, 2))
     landmarks[:, 0], landmarks[:, 1] = 256, 256

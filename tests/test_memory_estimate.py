@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from comfyui_portraittalk.models.components import build_components
+from comfyui_portraittalk.models.files.components import build_components
 from comfyui_portraittalk.models.config import load_config
 from comfyui_portraittalk.models.pipeline import AudioEmbeds, PortraitTalkPipeline
-from comfyui_portraittalk.models.sampling import SamplingOptions
+from comfyui_portraittalk.models.sampling.sampler import SamplingOptions
 from tests.recipe_fixtures import SD15_SMALL
 
 FRAMES = 8

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from comfyui_portraittalk.models.audio import (AudioFeatures, AudioInputError, MelEncoder, Wav2Vec2Encoder,
+from comfyui_portraittalk.models.networks.audio import (AudioFeatures, AudioInputError, MelEncoder, Wav2Vec2Encoder,
                                                features_from_encoder_output, features_per_frame, frame_windows,
                                                loudness_normalise, prepare_waveform)
 from comfyui_portraittalk.models.audio_contract import num_video_frames

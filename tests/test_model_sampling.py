@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from comfyui_portraittalk.models import PortraitTalkPipeline, SamplingOptions
-from comfyui_portraittalk.models.attention import AttentionContext
-from comfyui_portraittalk.models.sampling import context_windows, guidance_passes, window_weights
+from comfyui_portraittalk.models.networks.attention import AttentionContext
+from comfyui_portraittalk.models.sampling.sampler import context_windows, guidance_passes, window_weights
 
 
 class CallCounter:

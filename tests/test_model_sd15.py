@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def sd15():
-    from comfyui_portraittalk.models.components import build_components
+    from comfyui_portraittalk.models.files.components import build_components
 
     torch.manual_seed(0)
     components = build_components(load_config("sd15"))
@@ -35,9 +35,9 @@ def test_sd15_config_has_the_sd15_layout(sd15):
 
 
 def test_one_denoising_step_on_two_frames(sd15):
-    from comfyui_portraittalk.models.attention import StreamScales
-    from comfyui_portraittalk.models.identity_net import IdentityFeatures
-    from comfyui_portraittalk.models.sampling import SamplingOptions, VideoConditioning, sample_video
+    from comfyui_portraittalk.models.networks.attention import StreamScales
+    from comfyui_portraittalk.models.networks.identity_net import IdentityFeatures
+    from comfyui_portraittalk.models.sampling.sampler import SamplingOptions, VideoConditioning, sample_video
 
     config = sd15.config
     gen = torch.Generator().manual_seed(0)
@@ -68,8 +68,8 @@ def test_sd15_single_file_checkpoint_initialises_unets_vae_and_text(tmp_path, co
     """Random tensors in the real SD-1.5 LDM layout land in the right places of every component."""
     from safetensors.torch import save_file
 
-    from comfyui_portraittalk.models.components import build_components
-    from comfyui_portraittalk.models.convert import init_from_sd15
+    from comfyui_portraittalk.models.files.components import build_components
+    from comfyui_portraittalk.models.files.convert import init_from_sd15
     from fake_checkpoints import sd15_checkpoint
 
     ldm, expected = sd15_checkpoint(comfy_root)
@@ -101,8 +101,8 @@ def test_sd15_single_file_checkpoint_initialises_unets_vae_and_text(tmp_path, co
 def test_animatediff_v2_motion_module_initialises_the_temporal_layers(tmp_path, sd15):
     from safetensors.torch import save_file
 
-    from comfyui_portraittalk.models.convert import init_temporal_from_animatediff
-    from comfyui_portraittalk.models.weights import ModelFileError
+    from comfyui_portraittalk.models.files.convert import init_temporal_from_animatediff
+    from comfyui_portraittalk.models.files.weights import ModelFileError
     from fake_checkpoints import animatediff_v2_motion_module
 
     motion = animatediff_v2_motion_module()

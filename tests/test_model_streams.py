@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from comfyui_portraittalk.models import SamplingOptions
-from comfyui_portraittalk.models.attention import AttentionContext, IdentityBank
+from comfyui_portraittalk.models.networks.attention import AttentionContext, IdentityBank
 
 
 def generate(pipe, reference, audio, prompt, *, text_scale=1.0, identity_scale=1.0, audio_scale=1.0,
@@ -124,7 +124,7 @@ def test_identity_attention_scale_reweights_reference_tokens(tiny_pipe, referenc
     identity = pipe.encode_identity(latents, pipe.identity_tokens(pixels), None, null)
     x = torch.randn(1, 3, *pipe.latent_shape(), generator=torch.Generator().manual_seed(2))
     t = torch.tensor([300])
-    from comfyui_portraittalk.models.attention import StreamScales
+    from comfyui_portraittalk.models.networks.attention import StreamScales
 
     with torch.no_grad():
         none = net(x, t, null, AttentionContext(scales=StreamScales(identity=0.0)))

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import save_file
 
 from comfyui_portraittalk.models import PortraitTalkPipeline
-from comfyui_portraittalk.models.weights import ModelFileError, read_model, read_state_dict
+from comfyui_portraittalk.models.files.weights import ModelFileError, read_model, read_state_dict
 
 
 @pytest.fixture(scope="module")

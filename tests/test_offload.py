@@ -1,4 +1,4 @@
-"""Group offloading (models/offload.py) on small models, CPU: the hooks run (the onload device may be the CPU),
+"""Group offloading (models/sampling/offload.py) on small models, CPU: the hooks run (the onload device may be the CPU),
 sampling gives the same latents as without, undoing it leaves plain modules, and the memory estimate is
 what the groups really hold at once."""
 
@@ -23,9 +23,9 @@ def _pipe(config):
 
 def _sample(pipe, steps=1, mode=None):
     """One generation's sampling, stage by stage (IdentityNet, then AnimateNet; Hallo: motion frames too)."""
-    from comfyui_portraittalk.models.hallo_masks import region_masks
+    from comfyui_portraittalk.models.networks.hallo_masks import region_masks
     from comfyui_portraittalk.models.pipeline import AudioEmbeds
-    from comfyui_portraittalk.models.sampling import SamplingOptions
+    from comfyui_portraittalk.models.sampling.sampler import SamplingOptions
 
     gen = torch.Generator().manual_seed(0)
     latents = pipe.encode_pixels(torch.rand(1, 3, 64, 64, generator=gen))
@@ -65,7 +65,7 @@ def hallo():
 
 @pytest.mark.parametrize("which,mode", [("tiny", None), ("hallo", "motion_frames"), ("hallo", "blended")])
 def test_offloaded_sampling_gives_the_same_latents_and_undoing_restores_plain_modules(request, which, mode):
-    from comfyui_portraittalk.models.offload import is_offloaded, offload_pipeline, remove_offload
+    from comfyui_portraittalk.models.sampling.offload import is_offloaded, offload_pipeline, remove_offload
 
     pipe = request.getfixturevalue(which)
     before = _sample(pipe, mode=mode)
@@ -92,7 +92,7 @@ def test_every_group_is_loaded_once_per_unet_call_and_the_estimate_is_what_it_ho
     are on the device at a time (no streams on a CPU), which is `min_offload_bytes` for the weights."""
     from diffusers.hooks.group_offloading import ModuleGroup
 
-    from comfyui_portraittalk.models.offload import (min_offload_bytes, offload_groups, offload_pipeline,
+    from comfyui_portraittalk.models.sampling.offload import (min_offload_bytes, offload_groups, offload_pipeline,
                                                      remove_offload)
 
     def size(group):
@@ -144,7 +144,7 @@ def test_every_group_is_loaded_once_per_unet_call_and_the_estimate_is_what_it_ho
 
 
 def test_an_offloaded_pipeline_refuses_to_move_and_bad_settings_are_named(tiny):
-    from comfyui_portraittalk.models.offload import OffloadError, offload_pipeline, remove_offload
+    from comfyui_portraittalk.models.sampling.offload import OffloadError, offload_pipeline, remove_offload
 
     with pytest.raises(ValueError, match="num_blocks_per_group"):
         offload_pipeline(tiny, "cpu", num_blocks_per_group=0)

@@ -210,7 +210,7 @@ def test_other_settings_in_the_same_folder_are_refused(processed, tmp_path):
 
 
 def test_clip_store_reads_the_result(processed):
-    from comfyui_portraittalk.models.audio import MelEncoder
+    from comfyui_portraittalk.models.networks.audio import MelEncoder
     from comfyui_portraittalk.training.data import ClipStore
 
     out, _ = processed

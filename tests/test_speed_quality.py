@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from comfyui_portraittalk.evaluation.speed_quality import Setting, curve_main, held_out_clips, measure, table
+from comfyui_portraittalk.bench.speed_quality import Setting, curve_main, held_out_clips, measure, table
 
 
 @pytest.mark.parametrize("text, expected", [("ddim:20", Setting("ddim", 20)),

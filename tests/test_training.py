@@ -45,7 +45,7 @@ def test_exported_model_loads_and_generates(run):
 
 
 def test_stage_two_trains_only_temporal_and_audio_layers(run):
-    from comfyui_portraittalk.models.weights import read_model, read_safetensors
+    from comfyui_portraittalk.models.files.weights import read_model, read_safetensors
 
     _, out, path, _ = run
     checkpoints = sorted((out / "checkpoints").glob("stage1-*"))

@@ -95,7 +95,7 @@ def test_the_fsdp_wrap_classes_are_blocks_of_the_model():
     """accelerate raises at `prepare` if a class named in fsdp_transformer_layer_cls_to_wrap is not in the model."""
     import yaml
 
-    from comfyui_portraittalk.models.components import build_components
+    from comfyui_portraittalk.models.files.components import build_components
     from comfyui_portraittalk.models.config import load_config
 
     names = yaml.safe_load((ACCELERATE_DIR / "fsdp_full_shard.yaml").read_text())["fsdp_config"][

@@ -184,7 +184,7 @@ def test_a_killed_two_process_run_resumes_to_the_same_weights(two_processes, dat
 
 def test_each_rank_reads_its_own_rows_of_one_global_batch(data):
     """Two ranks of 2 rows see exactly the rows that one process of 4 rows sees, split in two."""
-    from comfyui_portraittalk.models.components import default_audio_encoder
+    from comfyui_portraittalk.models.files.components import default_audio_encoder
     from comfyui_portraittalk.models.config import load_config
     from comfyui_portraittalk.training.data import ClipStore, PairSampler, VideoSampler
 
@@ -206,7 +206,7 @@ def test_each_rank_reads_its_own_rows_of_one_global_batch(data):
 
 @pytest.mark.parametrize("stage", [1, 2])
 def test_every_trainable_parameter_gets_a_gradient_whatever_is_dropped(data, stage):
-    from comfyui_portraittalk.models.components import build_components, default_audio_encoder
+    from comfyui_portraittalk.models.files.components import build_components, default_audio_encoder
     from comfyui_portraittalk.models.config import load_config
     from comfyui_portraittalk.training.data import ClipStore, PairSampler, VideoSampler
     from comfyui_portraittalk.training.objective import LossConfig, PortraitTalkObjective
@@ -235,8 +235,8 @@ def test_every_trainable_parameter_gets_a_gradient_whatever_is_dropped(data, sta
 
 def test_a_dropped_stream_is_the_same_forward_as_no_stream(data):
     """Dropping identity and structure with masks gives the prediction of a forward without them."""
-    from comfyui_portraittalk.models.attention import AttentionContext, IdentityBank, StreamScales
-    from comfyui_portraittalk.models.components import build_components
+    from comfyui_portraittalk.models.networks.attention import AttentionContext, IdentityBank, StreamScales
+    from comfyui_portraittalk.models.files.components import build_components
     from comfyui_portraittalk.models.config import load_config
     from conftest import wake_zero_branches
 

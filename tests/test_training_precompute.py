@@ -60,7 +60,7 @@ def test_shards_hold_every_clip_once(shards, clips):
 
 
 def test_training_on_shards_matches_training_on_clips_and_never_encodes(shards, clips, tmp_path, monkeypatch):
-    from comfyui_portraittalk.models.codec import SpaceToDepthCodec
+    from comfyui_portraittalk.models.networks.codec import SpaceToDepthCodec
     from comfyui_portraittalk.training.train import train
 
     out, config_file = shards
@@ -71,10 +71,10 @@ def test_training_on_shards_matches_training_on_clips_and_never_encodes(shards, 
         raise AssertionError("a training step encoded frames although they were precomputed")
 
     monkeypatch.setattr(SpaceToDepthCodec, "encode", refuse)
-    monkeypatch.setattr("comfyui_portraittalk.models.audio.MelEncoder.__call__", refuse)
+    monkeypatch.setattr("comfyui_portraittalk.models.networks.audio.MelEncoder.__call__", refuse)
     shard = train(config, tmp_path / "shard", clips, log_every=1, precomputed_dir=out)
     assert _losses(tmp_path / "plain") == pytest.approx(_losses(tmp_path / "shard"), rel=1e-5, abs=1e-7)
-    from comfyui_portraittalk.models.weights import read_model
+    from comfyui_portraittalk.models.files.weights import read_model
 
     a, _ = read_model(plain)
     b, _ = read_model(shard)
@@ -105,7 +105,7 @@ def test_training_batches_take_the_edited_captions_file(clips, tmp_path):
     """`portraittalk caption` writes DATA/captions.json; the batches' text comes from it where it has the clip."""
     import shutil
 
-    from comfyui_portraittalk.models.audio import MelEncoder
+    from comfyui_portraittalk.models.networks.audio import MelEncoder
     from comfyui_portraittalk.training.data import ClipStore, PairSampler
 
     data = tmp_path / "data"

@@ -57,13 +57,13 @@ def hallo_run(user_files, clips, tmp_path_factory):
 
 
 def _read(path):
-    from comfyui_portraittalk.models.weights import read_model
+    from comfyui_portraittalk.models.files.weights import read_model
 
     return read_model(path)
 
 
 def test_hallo_text_changes_only_the_text_stream(hallo_run):
-    from comfyui_portraittalk.models.hallo import is_text_key
+    from comfyui_portraittalk.models.files.hallo import is_text_key
 
     out, model = hallo_run
     trained, config = _read(model)
@@ -83,9 +83,9 @@ def test_hallo_text_export_is_hallo_at_lambda_text_zero(hallo_run):
     """The exported model with a prompt at λ_text = 0 samples exactly what the converted Hallo samples with no
     prompt; at λ_text = 1 the trained text stream changes the output."""
     from comfyui_portraittalk.models import PortraitTalkPipeline
-    from comfyui_portraittalk.models.hallo_masks import region_masks
+    from comfyui_portraittalk.models.networks.hallo_masks import region_masks
     from comfyui_portraittalk.models.pipeline import AudioEmbeds
-    from comfyui_portraittalk.models.sampling import SamplingOptions
+    from comfyui_portraittalk.models.sampling.sampler import SamplingOptions
 
     out, model = hallo_run
     trained = PortraitTalkPipeline.from_pretrained(model)
@@ -117,7 +117,7 @@ def test_hallo_text_export_is_hallo_at_lambda_text_zero(hallo_run):
 
 def test_sd15_recipe_runs_both_stages_and_exports_a_loadable_model(user_files, clips, tmp_path):
     from comfyui_portraittalk.models import PortraitTalkPipeline
-    from comfyui_portraittalk.models.temporal import is_temporal_key
+    from comfyui_portraittalk.models.networks.temporal import is_temporal_key
     from comfyui_portraittalk.training.train import train
 
     config = _recipe("sd15", SD15_SMALL, [
@@ -131,7 +131,7 @@ def test_sd15_recipe_runs_both_stages_and_exports_a_loadable_model(user_files, c
     log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     assert [r["stage"] for r in log] == [1, 1, 2, 2]
     # the spatial layers moved away from SD-1.5 in stage 1, the temporal ones from AnimateDiff in stage 2
-    from comfyui_portraittalk.models.assemble import assemble_sd15
+    from comfyui_portraittalk.models.files.assemble import assemble_sd15
     from comfyui_portraittalk.models.config import load_config
 
     start, _ = assemble_sd15(user_files["checkpoint"], user_files["motion"], config=load_config("sd15", SD15_SMALL))
@@ -154,9 +154,9 @@ def test_a_recipe_without_its_files_names_what_it_needs(tmp_path, capsys):
 
 
 def test_sd15_trains_from_precomputed_shards_without_running_its_encoders(user_files, clips, tmp_path, monkeypatch):
-    from comfyui_portraittalk.models.audio import Wav2Vec2Encoder
-    from comfyui_portraittalk.models.codec import VaeCodec
-    from comfyui_portraittalk.models.image_encoder import ImageEncoder
+    from comfyui_portraittalk.models.networks.audio import Wav2Vec2Encoder
+    from comfyui_portraittalk.models.networks.codec import VaeCodec
+    from comfyui_portraittalk.models.networks.image_encoder import ImageEncoder
     from comfyui_portraittalk.training.precompute import precompute_main
     from comfyui_portraittalk.training.train import train
 

@@ -1,20 +1,20 @@
 """The GPU plan (issue 14): hallo and sd15 at 512², one 16-frame window, random weights of the real layouts,
 in fp16 and bf16, eager and `torch.compile`d, and under memory caps of 12 GB and 8 GB; one table of
-s/frame, time to the first frame, MFU (models/flops.py) and peak VRAM, then the issue's targets.
+s/frame, time to the first frame, MFU (bench/flops.py) and peak VRAM, then the issue's targets.
 
     python tools/gpu_plan.py                      # on a CUDA GPU; about 8 minutes on an H100 (see SIZING)
     python tools/gpu_plan.py --json plan.json     # also every run's full record
     python tools/gpu_plan.py --smoke              # CPU, tiny models at 64 px, 1 step: checks the plan end to end
 
-Every run is one `portraittalk bench` run (benchmark.py) in a fresh process. hallo runs 40 DDIM steps with its
+Every run is one `portraittalk bench` run (bench/benchmark.py) in a fresh process. hallo runs 40 DDIM steps with its
 joint guidance (2 passes: unconditional, audio + face) and no prompt (Hallo has no text); sd15 runs 25 steps
 with text guidance 3.5 (2 passes). A capped run decides offloading from memory measured in this plan: without
 offloading when the uncapped fp16 run's peak (reserved by the allocator) fits the cap with 5% to spare, else
-with block-level group offloading (models/offload.py); a run without it that still runs out of memory is
+with block-level group offloading (models/sampling/offload.py); a run without it that still runs out of memory is
 run again with it. The caps run fp16, eager: the cap is about memory, which fp16 and bf16 share.
 
 SIZING (an estimate, not a measurement: no GPU was available to write this). One hallo or sd15 call (2 passes
-× 16 frames at 64×64 latents) is about 40 TFLOP (models/flops.py): at 40% of an H100's 989 TFLOP/s, 0.1 s, so
+× 16 frames at 64×64 latents) is about 40 TFLOP (bench/flops.py): at 40% of an H100's 989 TFLOP/s, 0.1 s, so
 hallo's 40 steps take ~4 s and sd15's 25 ~2.5 s; with the process start (~10 s), the model built on the GPU
 (~5 s), a 1-step warm-up, VAE decode and 3 bare forwards, an eager run is ~25 s. A compiled run adds the
 UNet's compilation, guessed at ~60-90 s. 8 eager/capped runs (~25-40 s each, offloaded ones slower) and 4
@@ -33,8 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from comfyui_portraittalk.benchmark import _parser as bench_parser
-from comfyui_portraittalk.benchmark import environment, plan, run_case, run_in_subprocess
+from comfyui_portraittalk.bench.benchmark import _parser as bench_parser
+from comfyui_portraittalk.bench.benchmark import environment, plan, run_case, run_in_subprocess
 
 TARGETS = {"hallo_peak_gb": 9.7, "hallo_s_per_frame": 0.4, "hallo_mfu": 0.40, "sd15_s_per_frame": 0.25}
 ESTIMATE_S = {"eager": 30, "compile": 120, "offload": 60}  # rough seconds per run on an H100, for the budget

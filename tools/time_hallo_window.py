@@ -18,10 +18,10 @@ from safetensors.torch import load_file
 
 from comfyui_portraittalk.models import PortraitTalkPipeline
 from comfyui_portraittalk.models.config import load_config
-from comfyui_portraittalk.models.hallo import convert_hallo
-from comfyui_portraittalk.models.hallo_masks import RegionMasks
+from comfyui_portraittalk.models.files.hallo import convert_hallo
+from comfyui_portraittalk.models.networks.hallo_masks import RegionMasks
 from comfyui_portraittalk.models.pipeline import AudioEmbeds
-from comfyui_portraittalk.models.sampling import SamplingOptions
+from comfyui_portraittalk.models.sampling.sampler import SamplingOptions
 
 
 def main(folder: Path) -> None:

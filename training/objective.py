@@ -34,10 +34,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.attention import AttentionContext, IdentityBank
+from ..models.networks.attention import AttentionContext, IdentityBank
 from ..models.config import attention_streams
 from ..models.families import family_of
-from ..models.temporal import is_temporal_key
+from ..models.networks.temporal import is_temporal_key
 from .data import Batch
 
 STAGES = (1, 2)
@@ -117,7 +117,7 @@ class PortraitTalkObjective(nn.Module):
         """IdentityNet parameters that never reach the loss: IdentityNet's output is the input of each
         self-attention layer, so in the last transformer block everything after that input (the attention
         itself, the cross-attention, the feed-forward, the block's output projection) is unused."""
-        from ..models.attention import self_attention_layers
+        from ..models.networks.attention import self_attention_layers
 
         import re
 
@@ -180,7 +180,7 @@ class PortraitTalkObjective(nn.Module):
         # λ_identity = 0, but in the graph; its tokens are zeros (no bias in their K/V: the stream adds exactly 0)
         condition_rows = per_frame if keep_identity else torch.full_like(per_frame, -1)
         if self.hallo_layout:
-            from ..models.hallo_masks import FrameRegionMasks
+            from ..models.networks.hallo_masks import FrameRegionMasks
 
             context = tokens  # the base stream: the face embedding's tokens, per row
             ctx = AttentionContext(audio_tokens=audio, bank=IdentityBank(features), condition_rows=condition_rows,

@@ -50,7 +50,7 @@ def fingerprint(model_config: dict, sources: dict | None = None) -> str:
 def clip_audio_windows(clip_dir: Path, num_frames: int, fps: float, encoder, radius: int,
                        at_frame_rate: bool = False) -> np.ndarray:
     """A clip's audio-feature windows `[F, 2r+1, L, D]`, one per video frame (Hallo: wav2vec2 at the frame rate)."""
-    from ..models.audio import features_per_frame, frame_windows, prepare_waveform
+    from ..models.networks.audio import features_per_frame, frame_windows, prepare_waveform
 
     wav, rate = layout.read_wav(clip_dir / "audio.wav")
     wav = prepare_waveform(wav, rate, name=f"{clip_dir.name}/audio.wav")

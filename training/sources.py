@@ -3,7 +3,7 @@
 A config's `"init"` names the recipe; its `"sources"` map each role to a file, and `--source ROLE=PATH` on
 the command line overrides them:
 
-    init "sd15"   SD-1.5 checkpoint (UNets, VAE, CLIP text) + AnimateDiff v2 motion module (models/assemble.py),
+    init "sd15"   SD-1.5 checkpoint (UNets, VAE, CLIP text) + AnimateDiff v2 motion module (models/files/assemble.py),
                   CLIP ViT-H image encoder, wav2vec2, a CLIP tokenizer folder
     init "hallo"  Hallo's net.pth (or its converted .safetensors) + the SD-1.5 checkpoint for the VAE, the CLIP
                   text encoder and the text stream's initial K/V, wav2vec2, a CLIP tokenizer folder, and an
@@ -88,9 +88,9 @@ def build_starting_model(config: dict, model_config: dict | None, paths: dict[st
 
 
 def _sd15(model_config, paths, work_dir, log) -> StartingModel:
-    from ..models.assemble import assemble_sd15
+    from ..models.files.assemble import assemble_sd15
     from ..models.config import load_config
-    from ..models.image_encoder import ImageEncoder
+    from ..models.networks.image_encoder import ImageEncoder
 
     model_config = model_config or load_config("sd15")
     components, report = assemble_sd15(paths["checkpoint"], paths["motion"], config=model_config)
@@ -104,10 +104,10 @@ def _sd15(model_config, paths, work_dir, log) -> StartingModel:
 
 
 def _hallo(model_config, paths, work_dir, log) -> StartingModel:
-    from ..models.codec import build_codec
-    from ..models.components import load_components
-    from ..models.hallo import convert_hallo, is_hallo_checkpoint
-    from ..models.weights import read_model
+    from ..models.networks.codec import build_codec
+    from ..models.files.components import load_components
+    from ..models.files.hallo import convert_hallo, is_hallo_checkpoint
+    from ..models.files.weights import read_model
 
     source = paths["hallo"]
     if is_hallo_checkpoint(source):  # Hallo's own net.pth: convert once, with SD-1.5's attn2 K/V for the text stream
@@ -133,7 +133,7 @@ def _hallo(model_config, paths, work_dir, log) -> StartingModel:
 
 
 def _text_encoder(model_config, paths):
-    from ..models.text import TextEncoder
+    from ..models.networks.text import TextEncoder
 
     encoder = TextEncoder.from_config(model_config["text"])
     return encoder.with_tokenizer(str(paths["tokenizer"]))
@@ -141,8 +141,8 @@ def _text_encoder(model_config, paths):
 
 def _load_sd15_parts(components, checkpoint) -> None:
     """The VAE and the CLIP text encoder of an SD-1.5 checkpoint (not its UNet: Hallo's networks stay)."""
-    from ..models.convert import read_sd15_checkpoint
-    from ..models.weights import load_component
+    from ..models.files.convert import read_sd15_checkpoint
+    from ..models.files.weights import load_component
 
     config = components.config
     parts = read_sd15_checkpoint(checkpoint, config["unet"], config["codec"]["vae"])
@@ -154,7 +154,7 @@ def _load_sd15_parts(components, checkpoint) -> None:
 
 
 def _load_into(module, path, name: str, prefixes=("",)) -> None:
-    from ..models.weights import load_component, read_state_dict
+    from ..models.files.weights import load_component, read_state_dict
 
     state = read_state_dict(path)
     own = module.state_dict()
@@ -170,8 +170,8 @@ def _load_into(module, path, name: str, prefixes=("",)) -> None:
 
 
 def _wav2vec2(paths):
-    from ..models.audio import Wav2Vec2Encoder
-    from ..models.wav2vec2 import load_wav2vec2
+    from ..models.networks.audio import Wav2Vec2Encoder
+    from ..models.networks.wav2vec2 import load_wav2vec2
 
     return Wav2Vec2Encoder(load_wav2vec2(paths["wav2vec2"]))
 
@@ -179,7 +179,7 @@ def _wav2vec2(paths):
 def _arcface_embedder(model_path, config: dict, log):
     """Hallo's face embedding of a clip's frame: face-mesh landmarks, then ArcFace (zeros without a model)."""
     from ..faces import detect_faces
-    from ..models.arcface import embed
+    from ..models.networks.arcface import embed
 
     dim = int(config["identity"]["embed_dim"])
     if model_path is None:

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from .objective import LossConfig, PortraitTalkObjective
-from ..models.weights import ModelFileError
+from ..models.files.weights import ModelFileError
 from .sources import ROLES, SourceError, parse_sources
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -61,7 +61,7 @@ def ensure_data(config: dict, data_dir: Path | None, out_dir: Path, log) -> Path
 def starting_model(config: dict, work_dir: Path, sources: dict[str, str] | None, log):
     """(StartingModel, model config, source paths): a full-size recipe from the user's files, a model file to
     fine-tune (`init_model`), or a fresh build of the config's family."""
-    from ..models.components import build_components, default_audio_encoder, load_components
+    from ..models.files.components import build_components, default_audio_encoder, load_components
     from ..models.config import load_config
     from .sources import StartingModel, build_starting_model, resolve
 
@@ -71,7 +71,7 @@ def starting_model(config: dict, work_dir: Path, sources: dict[str, str] | None,
         starting = build_starting_model(config, load_config(config["model"], overrides), paths, work_dir, log)
         return starting, starting.components.config, paths
     if config.get("init_model"):
-        from ..models.weights import read_model
+        from ..models.files.weights import read_model
 
         state, model_config = read_model(config["init_model"])
         # overrides of the file's config, e.g. the sampling defaults the exported model will carry
@@ -225,7 +225,7 @@ def train(config: dict, out_dir: Path, data_dir: Path | None = None, *, resume: 
 
     model_path = out_dir / "portraittalk.safetensors"
     if accelerator.is_main_process:
-        from ..models.components import save_components
+        from ..models.files.components import save_components
 
         save_components(_exported(components, starting, config), model_path,
                         extra={"trained_with": json.dumps(config, sort_keys=True)},
@@ -260,7 +260,7 @@ def _exported(components, starting, config: dict):
 
 def _reset_peak_memory(accelerator) -> None:
     """Start this stage's peak-memory figures from the current use (`portraittalk bench train` reads them)."""
-    from ..benchmark import reset_peak_rss
+    from ..bench.benchmark import reset_peak_rss
 
     reset_peak_rss()
     if accelerator.device.type == "cuda":
@@ -270,7 +270,7 @@ def _reset_peak_memory(accelerator) -> None:
 def _peak_memory(accelerator) -> dict:
     """This stage's peak so far, the max over ranks: process RSS high-water mark (Linux resets it per stage;
     elsewhere it is the process's lifetime peak) and, on a GPU, CUDA's peak allocation. In MiB."""
-    from ..benchmark import peak_rss_bytes
+    from ..bench.benchmark import peak_rss_bytes
 
     peaks = [peak_rss_bytes() / 2**20]
     if accelerator.device.type == "cuda":
@@ -346,7 +346,7 @@ def _load_ema(ema, path: Path) -> None:
 
 
 def _load_weights(objective, path: Path) -> None:
-    from ..models.weights import read_safetensors
+    from ..models.files.weights import read_safetensors
 
     state, _ = read_safetensors(path)
     objective.load_state_dict(state, strict=False)

@@ -77,7 +77,7 @@ def _videos(result, server, prefix):
 def small_hallo_model(comfy_server, tmp_path_factory):
     """A small model of Hallo's layout, converted from Hallo-named weights, in models/portraittalk."""
     from comfyui_portraittalk.models import PortraitTalkPipeline
-    from comfyui_portraittalk.models.hallo import convert_hallo
+    from comfyui_portraittalk.models.files.hallo import convert_hallo
     from conftest import wake_zero_branches
 
     tmp = tmp_path_factory.mktemp("hallo_small")
@@ -178,7 +178,7 @@ def _net_pth_runs_one_step(comfy_server, comfy_client, comfyui_root, tmp, conver
     result = comfy_client.run(graph, timeout=1800)
     assert result.outcome == "execution_success", result.describe_error()
     assert converted.is_file() and (tmp / "net.pth").is_file()  # converted next to it, the original kept
-    from comfyui_portraittalk.models.weights import _check_safetensors_header
+    from comfyui_portraittalk.models.files.weights import _check_safetensors_header
 
     meta = _check_safetensors_header(converted)["__metadata__"]
     assert meta["coverage"] == "2656/2656" and meta["source_name"] == "net.pth"

@@ -97,7 +97,7 @@ def test_bad_inputs_give_node_errors_not_crashes(comfy_client, tiny_model):
 def test_core_clip_vision_output_gives_the_identity_tokens(comfy_client, tiny_model):
     """Encode Identity takes core CLIP_VISION_OUTPUT (from 'CLIP Vision Encode') instead of an image encoder:
     one embedding per reference, of the model's width; anything else is a node error that says so."""
-    from comfyui_portraittalk.models.components import image_embed_dim
+    from comfyui_portraittalk.models.files.components import image_embed_dim
     from comfyui_portraittalk.models.config import load_config
 
     width = image_embed_dim(load_config("tiny"))

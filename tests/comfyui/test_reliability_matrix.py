@@ -71,7 +71,7 @@ class Ctx:
         import torch
         from safetensors.torch import save_file
 
-        from comfyui_portraittalk.models.weights import read_model
+        from comfyui_portraittalk.models.files.weights import read_model
 
         good = self.model.read_bytes()
         state, config = read_model(self.model)

@@ -61,7 +61,7 @@ def problems(path: Path) -> list[str]:
 
 def test_the_scan_sees_the_source():
     names = {p.relative_to(REPO).as_posix() for p in sources()}
-    assert {"models/weights.py", "nodes/loaders.py", "models/pipeline.py"} <= names
+    assert {"models/files/weights.py", "nodes/loaders.py", "models/pipeline.py"} <= names
 
 
 @pytest.mark.parametrize("path", sources(), ids=lambda p: p.relative_to(REPO).as_posix())

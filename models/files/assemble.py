@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 
 from .components import Components, build_components
-from .config import load_config
+from ..config import load_config
 from .convert import SD15_UNET_PROBE, init_from_sd15, init_temporal_from_animatediff
 from .weights import FORMAT, PICKLE_SUFFIXES, ModelFileError, _check_safetensors_header
 
@@ -160,8 +160,8 @@ def _initialise(components: Components, keys: set[str], seed: int) -> None:
     and the fixed sinusoidal positions. Seeded, so an assembly is reproducible."""
     from diffusers.models.embeddings import SinusoidalPositionalEmbedding
 
-    from .attention import DecoupledCrossAttnProcessor
-    from .structure import StructureEncoder
+    from ..networks.attention import DecoupledCrossAttnProcessor
+    from ..networks.structure import StructureEncoder
 
     owners: dict[str, torch.nn.Module] = {}
     for key in keys:
@@ -288,7 +288,7 @@ def _group(key: str) -> str:
 
 def write_assembled(components: Components, report: AssemblyReport, out, dtype: torch.dtype | None = None):
     """Write a PortraitTalk model file the loaders read, one tensor at a time, recording the sources."""
-    from .config import to_json
+    from ..config import to_json
     from .safetensors_stream import write_streaming
     from .weights import VERSION
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from .dtypes import DTYPE_NAMES, torch_dtype
+from ..models.dtypes import DTYPE_NAMES, torch_dtype
 
 # Every spelling resolve_dtype accepts: the short names, torch's own names, and "half".
 DTYPES = {**{name: torch_dtype(name) for name in DTYPE_NAMES},

@@ -4,7 +4,7 @@
     portraittalk bench --config tiny --frames 48 --scale 1 2 4 --seconds 6 60 --json bench.json
     portraittalk bench --config sd15 --size 512 --frames 16 --device cuda --dtype bf16 --channels-last
     portraittalk bench --config hallo --size 512 --frames 16 --device cuda --dtype fp16 --memory-cap-gb 8 --offload
-    portraittalk bench curve                              speed against quality (evaluation/speed_quality.py)
+    portraittalk bench curve                              speed against quality (bench/speed_quality.py)
     portraittalk bench train                              training speed and memory, 1 and 2 processes (training/bench.py)
 
 Every run is one whole generation (text → references → IdentityNet → audio → sampling → decode) in a
@@ -18,11 +18,11 @@ fresh Python process, so runs do not share caches or memory. A run reports:
   so that idle worker threads add nothing);
 - peak memory: RSS after the model is loaded (baseline) and the peak during the generation (on Linux,
   each stage's peak, from VmHWM reset per stage); on a GPU, CUDA's peak allocation per stage;
-- the analytic FLOPs of a denoiser call (models/flops.py), the count from `FlopCounterMode`, and the
+- the analytic FLOPs of a denoiser call (bench/flops.py), the count from `FlopCounterMode`, and the
   achieved TFLOP/s; on a GPU, model FLOP utilisation against the device's peak;
 - time to the first frame (from the generation's start to its first decoded frames) and s/frame.
 
-`--offload` runs AnimateNet and IdentityNet under group offloading (models/offload.py); `--memory-cap-gb`
+`--offload` runs AnimateNet and IdentityNet under group offloading (models/sampling/offload.py); `--memory-cap-gb`
 caps CUDA's allocator as on a smaller card. tools/gpu_plan.py runs the GPU matrix of issue 14 with these.
 
 Scaling (`--scale 1 2 4`, multiples of `--frames`) and long audio (`--seconds 6 60`) are runs too; the
@@ -45,12 +45,12 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .models.config import codec_factor
-from .models.flops import count_flops, denoiser_flops, identity_kv_flops, identity_net_flops
+from ..models.config import codec_factor
+from .flops import count_flops, denoiser_flops, identity_kv_flops, identity_net_flops
 
 SCHEMA = "portraittalk-bench/1"
 RESULT_PREFIX = "PORTRAITTALK-BENCH-RESULT "
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[1]  # the repository
 
 # Dense peak TFLOP/s (no sparsity) by GPU name fragment and dtype, for model FLOP utilisation.
 PEAK_TFLOPS = {
@@ -194,9 +194,9 @@ def build_pipeline(spec: dict, device):
     runs take random text and image embeddings; its VAE and wav2vec2 are built from their configs."""
     import torch
 
-    from .models.components import build_components
-    from .models.config import load_config
-    from .models.pipeline import PortraitTalkPipeline
+    from ..models.files.components import build_components
+    from ..models.config import load_config
+    from ..models.pipeline import PortraitTalkPipeline
 
     overrides = {"video": {"size": spec["size"]}} if spec.get("size") else None
     config = load_config(spec["config"], overrides)
@@ -209,7 +209,7 @@ def build_pipeline(spec: dict, device):
     if config["audio"]["encoder"] == "wav2vec2":
         from transformers import Wav2Vec2Config, Wav2Vec2Model
 
-        from .models.audio import Wav2Vec2Encoder
+        from ..models.networks.audio import Wav2Vec2Encoder
 
         audio_encoder = Wav2Vec2Encoder(Wav2Vec2Model(Wav2Vec2Config(**config["audio"]["wav2vec2"])).to(device))
     pipe = PortraitTalkPipeline(components, device=device, audio_encoder=audio_encoder)
@@ -260,8 +260,8 @@ def _generate(pipe, spec: dict, stages: Stages, num_frames: int, steps: int, pre
     """The stages of `PortraitTalkPipeline.__call__`, one by one, under the stage recorder."""
     import torch
 
-    from .models.components import image_embed_dim
-    from .models.sampling import SamplingOptions
+    from ..models.files.components import image_embed_dim
+    from ..models.sampling.sampler import SamplingOptions
 
     defaults = pipe.config["sampling"]
     fps = pipe.fps
@@ -281,7 +281,7 @@ def _generate(pipe, spec: dict, stages: Stages, num_frames: int, steps: int, pre
     with stages(prefix + "references"):
         latents, pixels = pipe.encode_references([reference_image(pipe.size)] * int(spec.get("references", 1)))
         if pipe.family.arcface_identity:  # Hallo: a face embedding and the face regions
-            from .models.hallo_masks import region_masks
+            from ..models.networks.hallo_masks import region_masks
 
             regions = region_masks(pipe.size, pipe.size)  # the centre box, as without a face landmarker
         if pipe.components.image_encoder is not None and regions is None:
@@ -317,8 +317,8 @@ def run_case(spec: dict) -> dict:
     started = time.perf_counter()
     import torch
 
-    from .models.acceleration import accelerate
-    from .models.sampling import context_windows
+    from .acceleration import accelerate
+    from ..models.sampling.sampler import context_windows
 
     if spec.get("threads"):
         torch.set_num_threads(int(spec["threads"]))
@@ -332,8 +332,8 @@ def run_case(spec: dict) -> dict:
             accel = accelerate(pipe, dtype=spec.get("dtype"), channels_last=bool(spec.get("channels_last")),
                                compile=spec.get("compile") or False)
     offload = None
-    if spec.get("offload"):  # last: after the dtype, channels-last and compile (models/offload.py)
-        from .models.offload import offload_pipeline
+    if spec.get("offload"):  # last: after the dtype, channels-last and compile (models/sampling/offload.py)
+        from ..models.sampling.offload import offload_pipeline
 
         with stages("offload"):
             offload = offload_pipeline(pipe, device, num_blocks_per_group=int(spec.get("offload_blocks") or 1))
@@ -450,7 +450,7 @@ def _bare_forward(net, captured, stages: Stages, spec: dict) -> tuple[list[float
 def sampling_figures(config: dict, latent: int, cond, options, record: dict, timer: DenoiserTimer, bare: list[float],
                      bare_cpu: list[float], counted: float | None, references: int, peak_tflops: float | None) -> dict:
     """The sampler's time per frame per step (UNet and the rest), overhead ratios and FLOP rates."""
-    from .models.sampling import context_windows
+    from ..models.sampling.sampler import context_windows
 
     passes = timer.captured[0][0].shape[0]  # the guidance passes batched in one call (the sampler decides them)
 
@@ -610,7 +610,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
                    help="torch.compile AnimateNet's UNet (optionally a mode, e.g. max-autotune)")
     p.add_argument("--offload", action="store_true",
-                   help="diffusers' block-level group offloading of AnimateNet and IdentityNet (models/offload.py)")
+                   help="diffusers' block-level group offloading of AnimateNet and IdentityNet (models/sampling/offload.py)")
     p.add_argument("--offload-blocks", type=int, default=1, metavar="N", help="UNet blocks per offloaded group")
     p.add_argument("--memory-cap-gb", type=float, default=None, metavar="GB",
                    help="CUDA only: cap this process's GPU memory (torch.cuda.set_per_process_memory_fraction)")
@@ -652,7 +652,7 @@ def plan(args) -> list[dict]:
     """The runs: per config, the base frames × each scale, plus (tiny) each audio duration."""
     import torch
 
-    from .models.config import load_config
+    from ..models.config import load_config
 
     cuda = (args.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
     sizes = args.size or []
@@ -844,11 +844,11 @@ def environment() -> dict:
 def bench_main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["curve"]:  # speed against quality of step-reducing schedulers
-        from .evaluation.speed_quality import curve_main
+        from .speed_quality import curve_main
 
         return curve_main(argv[1:])
     if argv[:1] == ["train"]:  # training speed and memory, 1 and N processes (training/bench.py)
-        from .training.bench import bench_train_main
+        from ..training.bench import bench_train_main
 
         return bench_train_main(argv[1:])
     parser = _parser()

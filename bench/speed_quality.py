@@ -42,7 +42,7 @@ class Setting:
 
 def held_out_clips(count: int, seconds: float, size: int) -> list:
     """SynthTalk clips of test-split identities (never trained on), neutral look, no prompt."""
-    from .synthtalk_protocol import _test_clip
+    from ..evaluation.synthtalk_protocol import _test_clip
 
     neutral = {"glasses": False, "hat": False, "smiling": False}
     return [_test_clip(2468, i, seconds, size, neutral) for i in range(count)]
@@ -52,8 +52,8 @@ def measure(pipeline, setting: Setting, clips: list, *, seed: int = 0) -> dict:
     """Generate every clip with one setting: the whole generation's time per frame (wall and process CPU;
     sampling dominates), ADFD and its parts against the clip's own frames, and lip sync."""
     from ..training import synthtalk as st
-    from .evaluate import evaluate
-    from .synthtalk_protocol import lip_sync
+    from ..evaluation.evaluate import evaluate
+    from ..evaluation.synthtalk_protocol import lip_sync
 
     wall, cpu, frames_done, scores = 0.0, 0.0, 0, []
     for clip in clips:
@@ -106,7 +106,7 @@ def curve_main(argv: list[str] | None = None) -> int:
     import torch
 
     from ..models import PortraitTalkPipeline
-    from ..models.sampling import SCHEDULERS
+    from ..models.sampling.sampler import SCHEDULERS
 
     unknown = sorted({s.scheduler for s in settings} - set(SCHEDULERS))
     if unknown:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..faces.hallo_regions import region_boxes
+from ...faces.hallo_regions import region_boxes
 
 
 def _gaussian_kernel(taps: int) -> np.ndarray:

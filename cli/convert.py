@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .dtypes import DTYPE_NAMES, torch_dtype
+from ..models.dtypes import DTYPE_NAMES, torch_dtype
 
 
 def convert_main(argv: list[str] | None = None) -> int:
@@ -23,8 +23,8 @@ def convert_main(argv: list[str] | None = None) -> int:
     hallo.add_argument("--dtype", choices=sorted([*DTYPE_NAMES, "keep"]), default="keep",
                        help="cast floating tensors (default: keep)")
     args = parser.parse_args(argv)
-    from .hallo import convert_hallo
-    from .weights import ModelFileError
+    from ..models.files.hallo import convert_hallo
+    from ..models.files.weights import ModelFileError
 
     dtype = None if args.dtype == "keep" else torch_dtype(args.dtype)
     return write_and_report(lambda: convert_hallo(args.source, args.out, text_from=args.text_from, dtype=dtype),

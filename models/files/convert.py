@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from .components import Components
-from .temporal import animatediff_to_diffusers, is_temporal_key
+from ..networks.temporal import animatediff_to_diffusers, is_temporal_key
 from .weights import ModelFileError, read_state_dict
 
 SD15_UNET_PROBE = ("model.diffusion_model.input_blocks.0.0.weight", (320, 4, 3, 3))

@@ -10,8 +10,8 @@ import json
 
 import torch
 
-from .config import CONFIG_DIR
-from .weights import ModelFileError, read_state_dict
+from ..config import CONFIG_DIR
+from ..files.weights import ModelFileError, read_state_dict
 
 PREFIXES = ("wav2vec2.", "model.")
 

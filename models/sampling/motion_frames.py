@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import torch
 
-from .families import text_is_base
-from .identity_net import IdentityFeatures
-from .sampling import (GuidancePass, SamplingOptions, SamplingProgress, VideoConditioning, check_window, initial_noise,
+from ..families import text_is_base
+from ..networks.identity_net import IdentityFeatures
+from .sampler import (GuidancePass, SamplingOptions, SamplingProgress, VideoConditioning, check_window, initial_noise,
                        follows_hallo, make_denoiser, make_passes, make_scheduler)
 
 

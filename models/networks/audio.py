@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .audio_contract import SAMPLE_RATE, num_video_frames
+from ..audio_contract import SAMPLE_RATE, num_video_frames
 
 TARGET_LEVEL = 0.1  # RMS of the loud (95th-percentile) 20 ms frames after normalisation
 SILENCE_LEVEL = 1e-4  # below this the clip is treated as silence and left as it is

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from .config import to_json, validate
+from ..config import to_json, validate
 
 FORMAT = "portraittalk"
 VERSION = "1"

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from .config import load_config, to_json
+from ..config import load_config, to_json
 from .weights import FORMAT, VERSION, ModelFileError, read_state_dict
 
 log = logging.getLogger(__name__)
@@ -192,7 +192,7 @@ def convert_hallo(source, out, *, text_from=None, dtype: torch.dtype | None = No
     """Convert `source` (Hallo's net.pth, fp16 or fp32) into a PortraitTalk model file at `out`. `dtype`
     casts floating tensors (default: keep the file's); `text_from` is an SD-1.5 checkpoint for the text stream;
     `config` replaces the shipped "hallo" family (tests use a small model of the same layout)."""
-    from .config import merge
+    from ..config import merge
     from .safetensors_stream import write_streaming
 
     source, out = Path(source), Path(out)

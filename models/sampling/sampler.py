@@ -13,9 +13,9 @@ from typing import Callable
 
 import torch
 
-from .attention import AttentionContext, StreamScales
-from .families import identity_is_base
-from .identity_net import IdentityFeatures
+from ..networks.attention import AttentionContext, StreamScales
+from ..families import identity_is_base
+from ..networks.identity_net import IdentityFeatures
 
 SCHEDULERS = ("ddim", "euler", "dpmpp_2m")
 

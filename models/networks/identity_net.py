@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .attention import AttentionContext, IdentityBank, install_processors
-from .families import identity_is_base
+from ..families import identity_is_base
 
 
 @dataclass

@@ -203,7 +203,7 @@ def _unet(count: FlopCount, unet: dict, h: int, w: int, rows: float, batch: floa
 
 
 def _latent_hw(config: dict, latent_size) -> tuple[int, int]:
-    from .config import codec_factor
+    from ..models.config import codec_factor
 
     if latent_size is None:
         side = int(config["video"]["size"]) // codec_factor(config)
@@ -252,7 +252,7 @@ def denoiser_flops(config: dict, latent_size=None, frames: int = 16, passes: int
 
 
 def _structure(count: FlopCount, config: dict, h: int, w: int, frames: int) -> None:
-    from .config import codec_factor
+    from ..models.config import codec_factor
 
     s = config["structure"]
     channels = list(s["channels"])

@@ -13,16 +13,16 @@ from dataclasses import dataclass, fields
 import torch
 from torch import nn
 
-from .animate_net import AnimateNet
-from .audio import AudioProjection, MelEncoder
-from .codec import LatentCodec, build_codec
-from .config import attention_streams, codec_factor, uses_audio_modules
-from .families import family_of
-from .identity_net import IdentityNet
-from .image_encoder import ImageEncoder
-from .structure import StructureEncoder
-from .temporal import build_motion_unet
-from .text import TextEncoder
+from ..networks.animate_net import AnimateNet
+from ..networks.audio import AudioProjection, MelEncoder
+from ..networks.codec import LatentCodec, build_codec
+from ..config import attention_streams, codec_factor, uses_audio_modules
+from ..families import family_of
+from ..networks.identity_net import IdentityNet
+from ..networks.image_encoder import ImageEncoder
+from ..networks.structure import StructureEncoder
+from ..networks.temporal import build_motion_unet
+from ..networks.text import TextEncoder
 from .weights import ModelFileError, load_component, save_model, split_components
 
 TRAINED = ("identity_net", "animate_net", "image_proj", "audio_proj")
@@ -96,7 +96,7 @@ def build_components(config: dict, *, with_text_encoder: bool | None = None, wit
     temporal = config.get("temporal") or {}
     motion_unet = build_motion_unet(unet_cfg, config["motion"])
     if uses_audio_modules(config):
-        from .audio_module import attach_audio_modules
+        from ..networks.audio_module import attach_audio_modules
 
         attach_audio_modules(motion_unet, unet_cfg, dim)
     animate_net = AnimateNet(motion_unet, structure, id_tokens, int(audio["tokens"]), base=base, streams=streams,
@@ -139,7 +139,7 @@ def load_components(config: dict, state: dict[str, torch.Tensor], source) -> Com
 
 def _restore_buffers(module: nn.Module, config: dict) -> None:
     """Non-persistent buffers are not in the file; recompute them after a meta-device build."""
-    from .image_encoder import CLIP_MEAN, CLIP_STD
+    from ..networks.image_encoder import CLIP_MEAN, CLIP_STD
 
     if isinstance(module, ImageEncoder):
         module.mean.copy_(torch.tensor(CLIP_MEAN).view(1, 3, 1, 1))

@@ -86,7 +86,7 @@ def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
 def align(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     """The 112×112 aligned face (uint8 RGB) from an RGB image `[H, W, 3]` and its face-mesh landmarks."""
-    from ..faces.warp import invert, warp_affine
+    from ...faces.warp import invert, warp_affine
 
     forward = similarity(five_points(landmarks), TEMPLATE)  # in pixel-index coordinates, as insightface's
 

@@ -22,9 +22,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from .models.dtypes import DTYPE_NAMES
+from ..models.dtypes import DTYPE_NAMES
 
-ASSETS = Path(__file__).resolve().parent / "assets"
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
 
 def _generate(image: Path, audio: Path, out: Path, *, prompt: str | None, model: str, steps: int | None,
@@ -33,11 +33,11 @@ def _generate(image: Path, audio: Path, out: Path, *, prompt: str | None, model:
     from PIL import Image
     from tqdm.auto import tqdm
 
-    from .media import read_audio, write_video
-    from .models import PortraitTalkPipeline
-    from .models.acceleration import resolve_dtype
+    from ..media import read_audio, write_video
+    from ..models import PortraitTalkPipeline
+    from ..models.dtypes import torch_dtype
 
-    pipeline = PortraitTalkPipeline.from_pretrained(model, dtype=resolve_dtype(dtype))
+    pipeline = PortraitTalkPipeline.from_pretrained(model, dtype=torch_dtype(dtype))
     wav, rate = read_audio(audio)
     bar = tqdm(desc="sampling", unit="window")
 
@@ -83,11 +83,11 @@ def main(argv: list[str] | None = None) -> int:
                    "caption": ("training.caption", "caption_main"),
                    "precompute": ("training.precompute", "precompute_main"),
                    "preprocess": ("training.preprocess", "preprocess_main"), "eval": ("evaluation", "eval_main"),
-                   "convert": ("models.convert_cli", "convert_main"), "bench": ("benchmark", "bench_main"),
-                   "assemble": ("models.assemble_cli", "assemble_main")}
+                   "convert": ("cli.convert", "convert_main"), "bench": ("bench.benchmark", "bench_main"),
+                   "assemble": ("cli.assemble", "assemble_main")}
     if argv and argv[0] in passthrough:
         if argv[0] == "eval" and argv[1:2] == ["synthtalk"]:
-            from .evaluation.synthtalk_protocol import main as protocol_main
+            from ..evaluation.synthtalk_protocol import main as protocol_main
 
             return protocol_main(argv[2:])
         from importlib import import_module
@@ -117,6 +117,3 @@ def main(argv: list[str] | None = None) -> int:
                   scheduler=args.scheduler, karras=args.karras, upscale=args.upscale, dtype=args.dtype)
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .dtypes import DTYPE_NAMES, torch_dtype
+from ..models.dtypes import DTYPE_NAMES, torch_dtype
 
 
 def assemble_main(argv: list[str] | None = None) -> int:
@@ -29,10 +29,10 @@ def assemble_main(argv: list[str] | None = None) -> int:
                       help="advanced: a model.json of the sd15 layout to use instead of the shipped sd15 config")
     sd15.add_argument("out", help="the PortraitTalk .safetensors file to write (put it in models/portraittalk)")
     args = parser.parse_args(argv)
-    from .assemble import assemble_sd15, write_assembled
-    from .config import ConfigError, load_config
-    from .convert_cli import write_and_report
-    from .weights import ModelFileError
+    from ..models.files.assemble import assemble_sd15, write_assembled
+    from ..models.config import ConfigError, load_config
+    from .convert import write_and_report
+    from ..models.files.weights import ModelFileError
 
     dtype = torch_dtype(args.dtype)
 

@@ -1,0 +1,5 @@
+"""`python -m comfyui_portraittalk.cli`: the `portraittalk` command."""
+
+from . import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The networks: AnimateNet, IdentityNet, their attention processors, audio and image encoders, codecs."""
