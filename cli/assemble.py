@@ -12,7 +12,7 @@ import sys
 from ..models.dtypes import DTYPE_NAMES, torch_dtype
 
 
-def assemble_main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="portraittalk assemble", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="family", required=True)
     sd15 = sub.add_parser("sd15", help="SD-1.5 checkpoint + AnimateDiff v2 motion module (+ PortraitTalk weights) "
@@ -29,10 +29,10 @@ def assemble_main(argv: list[str] | None = None) -> int:
                       help="advanced: a model.json of the sd15 layout to use instead of the shipped sd15 config")
     sd15.add_argument("out", help="the PortraitTalk .safetensors file to write (put it in models/portraittalk)")
     args = parser.parse_args(argv)
-    from ..models.files.assemble import assemble_sd15, write_assembled
     from ..models.config import ConfigError, load_config
-    from .convert import write_and_report
+    from ..models.files.assemble import assemble_sd15, write_assembled
     from ..models.files.weights import ModelFileError
+    from .convert import write_and_report
 
     dtype = torch_dtype(args.dtype)
 
@@ -47,5 +47,6 @@ def assemble_main(argv: list[str] | None = None) -> int:
 
     return write_and_report(write, args.out, (ModelFileError, ConfigError, OSError))
 
+
 if __name__ == "__main__":
-    raise SystemExit(assemble_main())
+    raise SystemExit(main())

@@ -11,7 +11,7 @@ import sys
 from ..models.dtypes import DTYPE_NAMES, torch_dtype
 
 
-def convert_main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="portraittalk convert", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="kind", required=True)
     hallo = sub.add_parser("hallo", help="Hallo's net.pth (fudan-generative-vision/hallo) → one .safetensors file")
@@ -45,4 +45,4 @@ def write_and_report(write, out, errors: tuple[type[Exception], ...]) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(convert_main())
+    raise SystemExit(main())

@@ -57,7 +57,7 @@ def test_a_mismatch_fails_naming_the_keys(layout, change):
 
 
 def test_not_a_hallo_file_is_refused(tmp_path):
-    from comfyui_portraittalk.cli.convert import convert_main
+    from comfyui_portraittalk.cli.convert import main as convert_main
 
     torch.save({"model.diffusion_model.x": torch.zeros(1)}, tmp_path / "other.pth")
     assert convert_main(["hallo", str(tmp_path / "other.pth"), str(tmp_path / "out.safetensors")]) == 2
@@ -79,7 +79,7 @@ def test_converted_weights_run_as_the_original(tmp_path, small_model, dtype, cap
     """A Hallo-named checkpoint (fp32 or fp16) of a small model converts, loads, and predicts exactly what the
     model it was written from predicts (with fp16 values in both)."""
     from comfyui_portraittalk.models import PortraitTalkPipeline
-    from comfyui_portraittalk.cli.convert import convert_main
+    from comfyui_portraittalk.cli.convert import main as convert_main
     from comfyui_portraittalk.models.files.hallo import convert_hallo
 
     state = {k: v.to(dtype) for k, v in small_model.components.state_dict().items()
