@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 from scipy.signal import resample_poly
 
+from comfyui_portraittalk.cli.preprocess import main as preprocess_main
 from comfyui_portraittalk.faces import mediapipe_available, mouth_mask
 from comfyui_portraittalk.media import write_video
 from comfyui_portraittalk.training import synthtalk as st
 from comfyui_portraittalk.training.layout import read_clip, read_index
-from comfyui_portraittalk.training.preprocess import preprocess, preprocess_main, resolve_settings
+from comfyui_portraittalk.training.preprocess import preprocess, resolve_settings
 
 # The colour analyser finds SynthTalk faces where mediapipe is not installed.
 BACKEND = "mediapipe" if mediapipe_available() else "colour"

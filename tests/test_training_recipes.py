@@ -144,7 +144,7 @@ def test_sd15_recipe_runs_both_stages_and_exports_a_loadable_model(user_files, c
 
 
 def test_a_recipe_without_its_files_names_what_it_needs(tmp_path, capsys):
-    from comfyui_portraittalk.training.train import train_main
+    from comfyui_portraittalk.cli.train import main as train_main
 
     code = train_main(["--config", "hallo_text", "--out", str(tmp_path / "o"), "--source", f"wav2vec2={tmp_path}/x"])
     err = capsys.readouterr().err

@@ -7,11 +7,11 @@ script, e.g. under torchrun, which starts a module in every process:
 from __future__ import annotations
 
 import sys
-from importlib import import_module
 
-COMMANDS = {"train": ("train", "train_main"), "synth": ("synthtalk", "synth_main"),
-            "preprocess": ("preprocess", "preprocess_main"), "caption": ("caption", "caption_main"),
-            "precompute": ("precompute", "precompute_main")}
+from ..cli import run
+
+# the `portraittalk` subcommands (cli/<name>.py) that training runs use, by the same names
+COMMANDS = ("train", "synth", "preprocess", "caption", "precompute")
 USAGE = ("usage: python -m comfyui_portraittalk.training {" + ",".join(COMMANDS) + "} [options]\n"
          "  e.g. python -m comfyui_portraittalk.training train --config tiny_smoke --out runs/tiny\n"
          "  (`python -m comfyui_portraittalk.training COMMAND --help` for a command's options)")
@@ -23,8 +23,7 @@ def main(argv: list[str] | None = None) -> int:
         what = "no command given" if not argv else f"unknown command {argv[0]!r}"
         print(f"error: {what}\n{USAGE}", file=sys.stderr)
         return 2
-    module, function = COMMANDS[argv[0]]
-    return int(getattr(import_module(f".{module}", __package__), function)(argv[1:]) or 0)
+    return run(argv[0], argv[1:])
 
 
 if __name__ == "__main__":
