@@ -8,7 +8,6 @@ definition.
 from ..models.audio_contract import level_normalised_loudness_envelope
 from .adfd import adfd, landmark_jitter
 from .audio_features import onset_envelope, to_mono_16k
-from .cli import eval_main
 from .evaluate import DEFAULT_METRICS, METRICS, evaluate, summary_row
 from .folder import evaluate_folder, write_tables
 from .frechet import fid, frechet_distance, frechet_distance_features, gaussian_stats
@@ -20,7 +19,7 @@ from .syncnet import build_syncnet, load_syncnet, sync_metrics, sync_scores, syn
 
 __all__ = [
     "DEFAULT_METRICS", "METRICS", "ClipVisionEmbedder", "ColourHistogramEmbedder", "adfd", "build_i3d", "build_syncnet",
-    "csim", "eval_main", "evaluate", "evaluate_folder", "fid", "frechet_distance", "frechet_distance_features", "fvd",
+    "csim", "evaluate", "evaluate_folder", "fid", "frechet_distance", "frechet_distance_features", "fvd",
     "gaussian_stats", "landmark_jitter", "level_normalised_loudness_envelope", "lmd", "load_syncnet", "onset_envelope",
     "plot_mouth_vs_audio", "summary_row", "sync_metrics", "sync_scores", "syncnet_mfcc", "to_mono_16k",
     "write_tables",

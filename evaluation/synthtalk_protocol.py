@@ -18,8 +18,6 @@ measured on held-out SynthTalk identities and on real recorded speech.
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -225,32 +223,3 @@ def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
     from scipy.ndimage import binary_dilation
 
     return binary_dilation(mask, iterations=radius)
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="portraittalk eval synthtalk", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="demo", help="model file or folder (default: the bundled demo)")
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--scheduler", choices=["ddim", "euler", "dpmpp_2m"], default=None)
-    parser.add_argument("--karras", action="store_true", help="Karras sigmas (euler, dpmpp_2m)")
-    parser.add_argument("--text-guidance", type=float, default=None)
-    parser.add_argument("--audio-guidance", type=float, default=None)
-    parser.add_argument("--clips", type=int, default=8, help="held-out SynthTalk clips for lip sync and colour")
-    parser.add_argument("--trials", type=int, default=5, help="references per text attribute")
-    parser.add_argument("--json", type=Path, default=None, help="write the figures here")
-    args = parser.parse_args(argv)
-    if args.karras and args.scheduler not in ("euler", "dpmpp_2m"):
-        parser.error("--karras needs --scheduler euler or dpmpp_2m")
-    from ..models import PortraitTalkPipeline
-
-    pipeline = PortraitTalkPipeline.from_pretrained(args.model)
-    defaults = pipeline.config["sampling"]
-    setup = Setup(pipeline, args.steps, args.text_guidance if args.text_guidance is not None else defaults["text_guidance"],
-                  args.audio_guidance if args.audio_guidance is not None else defaults["audio_guidance"],
-                  scheduler=args.scheduler, karras=args.karras)
-    results = run(setup, clips=args.clips, trials=args.trials)
-    text = json.dumps(results, indent=1)
-    if args.json:
-        args.json.write_text(text)
-    print(text)
-    return 0

@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from comfyui_portraittalk.evaluation import eval_main, evaluate, evaluate_folder, plot_mouth_vs_audio
+from comfyui_portraittalk.cli.eval import main as eval_main
+from comfyui_portraittalk.evaluation import evaluate, evaluate_folder, plot_mouth_vs_audio
 from comfyui_portraittalk.media import read_video, write_video
 from comfyui_portraittalk.evaluation.testing import clip_for_audio, delay_audio, speech_like_audio
 from comfyui_portraittalk.faces.testing import draw_face

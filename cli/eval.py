@@ -1,4 +1,5 @@
-"""``portraittalk eval``: measure one video from the command line (:func:`eval_main`)."""
+"""``portraittalk eval``: measure one video from the command line; ``portraittalk eval synthtalk`` runs the
+SynthTalk protocol (cli/eval_synthtalk.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import json
 import sys
 
-from .evaluate import DEFAULT_METRICS, METRICS, evaluate, summary_row
+from ..evaluation.evaluate import DEFAULT_METRICS, METRICS, evaluate, summary_row
 
 
 def build_parser(prog: str = "portraittalk eval") -> argparse.ArgumentParser:
@@ -31,7 +32,12 @@ def build_parser(prog: str = "portraittalk eval") -> argparse.ArgumentParser:
     return p
 
 
-def eval_main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["synthtalk"]:  # does a model really work? held-out SynthTalk and real speech
+        from .eval_synthtalk import main as synthtalk_main
+
+        return synthtalk_main(argv[1:])
     args = build_parser().parse_args(argv)
     from ..media import read_audio, read_image, read_video
 
@@ -53,7 +59,7 @@ def eval_main(argv: list[str] | None = None) -> int:
     if args.plot:
         from PIL import Image
 
-        from .plot import plot_mouth_vs_audio
+        from ..evaluation.plot import plot_mouth_vs_audio
         Image.fromarray(plot_mouth_vs_audio(result)).save(args.plot)
     if args.json:
         with open(args.json, "w") as f:
@@ -66,7 +72,3 @@ def eval_main(argv: list[str] | None = None) -> int:
     for note in result["metrics"].get("adfd", {}).get("notes", []):
         print(f"note: {note}")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(eval_main())
