@@ -843,14 +843,6 @@ def environment() -> dict:
 
 def bench_main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["curve"]:  # speed against quality of step-reducing schedulers
-        from .speed_quality import curve_main
-
-        return curve_main(argv[1:])
-    if argv[:1] == ["train"]:  # training speed and memory, 1 and N processes (training/bench.py)
-        from ..training.bench import bench_train_main
-
-        return bench_train_main(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     if args.worker:

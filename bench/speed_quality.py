@@ -9,11 +9,8 @@ quality; the figures in the README come from this command.
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -87,44 +84,3 @@ def table(rows: list[dict]) -> str:
                      f"{r['spatial']:>7.3f} {r['temporal']:>8.3f} {r['jitter']:>6.3f} {r['lip_sync_r']:>6.3f}")
     lines.append("speed-up from process CPU time, against the first setting")
     return "\n".join(lines)
-
-
-def curve_main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="portraittalk bench curve", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="demo", help="model file or folder (default: the bundled demo)")
-    parser.add_argument("--settings", nargs="+", default=list(DEFAULT_SETTINGS),
-                        help="scheduler[+karras]:steps, the first is the baseline (default: %(default)s)")
-    parser.add_argument("--clips", type=int, default=4, help="held-out SynthTalk clips per setting")
-    parser.add_argument("--seconds", type=float, default=4.0, help="length of each clip")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (1 gives steadier timings)")
-    parser.add_argument("--json", type=Path, default=None, help="write every figure here")
-    args = parser.parse_args(argv)
-    try:
-        settings = [Setting.parse(s) for s in args.settings]
-    except ValueError as err:
-        parser.error(str(err))
-    import torch
-
-    from ..models import PortraitTalkPipeline
-    from ..models.sampling.sampler import SCHEDULERS
-
-    unknown = sorted({s.scheduler for s in settings} - set(SCHEDULERS))
-    if unknown:
-        parser.error(f"unknown scheduler {', '.join(unknown)}; choose from {', '.join(SCHEDULERS)}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    pipeline = PortraitTalkPipeline.from_pretrained(args.model)
-    clips = held_out_clips(args.clips, args.seconds, pipeline.size)
-    pipeline([np.zeros((pipeline.size, pipeline.size, 3), np.uint8)], clips[0].audio[:8000], 16000,
-             num_inference_steps=1)  # warm-up: the first call pays for lazy initialisation
-    rows = []
-    for setting in settings:
-        rows.append(measure(pipeline, setting, clips))
-        r = rows[-1]
-        print(f"[curve] {r['setting']}: {r['seconds_per_frame'] * 1e3:.1f} ms/frame, ADFD {r['adfd']:.3f}, "
-              f"lip r {r['lip_sync_r']:.3f}", flush=True)
-    print(table(rows))
-    if args.json:
-        args.json.write_text(json.dumps({"model": str(args.model), "clips": args.clips, "seconds": args.seconds,
-                                         "rows": rows}, indent=1))
-    return 0

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from comfyui_portraittalk.bench.speed_quality import Setting, curve_main, held_out_clips, measure, table
+from comfyui_portraittalk.bench.speed_quality import Setting, held_out_clips, measure, table
+from comfyui_portraittalk.cli.bench_curve import main as curve_main
 
 
 @pytest.mark.parametrize("text, expected", [("ddim:20", Setting("ddim", 20)),
@@ -38,7 +39,8 @@ def test_fewer_steps_cost_less_and_every_row_is_scored(tiny_pipe):
 
 
 def test_the_fast_setting_runs_from_the_command_line(tiny_pipe, tmp_path, capsys):
-    from comfyui_portraittalk.cli import ASSETS, main
+    from comfyui_portraittalk.bundled import ASSETS
+    from comfyui_portraittalk.cli import main
 
     with pytest.raises(SystemExit) as stop:  # Karras sigmas need a sigma-based scheduler, not DDIM
         main(["generate", "--image", "x.png", "--audio", "y.wav", "--karras"])
