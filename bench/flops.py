@@ -24,7 +24,7 @@ only matrix products are counted — convolutions, linear layers and attention (
 `denoiser_flops(config, latent_size, frames, passes)` returns a `FlopCount` (total and per part);
 `identity_net_flops` counts the one IdentityNet run of a generation. `count_flops` runs a callable under
 `FlopCounterMode` (with the CPU flash-attention kernel registered, which PyTorch's table lacks) for
-cross-checks; tests/test_benchmark.py checks that the two agree on the tiny config.
+cross-checks; tests/bench/test_benchmark.py checks that the two agree on the tiny config.
 """
 
 from __future__ import annotations

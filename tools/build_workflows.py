@@ -19,7 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from comfyui.workflow import input_names, input_spec, is_widget, widget_slots  # noqa: E402
+from comfyui_harness.workflow import input_names, input_spec, is_widget, widget_slots  # noqa: E402
 
 DEMO = "portraittalk_demo.safetensors (bundled)"
 TALL_NODES = {"PortraitTalkPreviewVideo": [400, 470], "PortraitTalkEvaluate": [480, 540]}  # their players/plots
@@ -262,8 +262,8 @@ def to_ui(graph: dict, object_info: dict) -> dict:
 def object_info_from_server() -> dict:
     import tempfile
 
-    from comfyui.environment import ensure_comfyui
-    from comfyui.server import ComfyServer
+    from comfyui_harness.environment import ensure_comfyui
+    from comfyui_harness.server import ComfyServer
 
     server = ComfyServer(ensure_comfyui(), Path(tempfile.mkdtemp()), with_testnodes=False)
     server.start()

@@ -1,4 +1,4 @@
-"""Record what Hallo's own code computes, as golden fixtures for `tests/test_hallo_golden.py`.
+"""Record what Hallo's own code computes, as golden fixtures for `tests/models/test_hallo_golden.py`.
 
 Hallo (github.com/fudan-generative-vision/hallo, MIT) is run from a checkout the user supplies; none of its code
 is in this project. Its five networks are built at reduced widths (SD-1.5's layout with 32 channels per block)

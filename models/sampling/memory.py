@@ -3,7 +3,7 @@ with all its guidance passes batched (the sampler's peak; windows run one after 
 
 The activation term is a measured bound, not a derivation: live activation bytes per (frame × guidance pass × latent
 pixel × channel of the first UNet block × byte per element). Measured with torch's MemTracker on the CPU for one
-window (tests/test_memory_estimate.py measures it again): tiny 26–30, sd15 layout 30–38, hallo layout 44. The
+window (tests/models/test_memory_estimate.py measures it again): tiny 26–30, sd15 layout 30–38, hallo layout 44. The
 factor takes the largest with some room, so the estimate errs on the side of stopping early.
 """
 
