@@ -1,4 +1,4 @@
-"""SynthTalk: a procedural data set of talking faces with known ground truth (README, Training).
+"""SynthTalk: a procedural data set of talking faces with known ground truth (docs/training.md).
 
 A clip is a cartoon face (oval, skin tone, hair, blinking eyes, slight head motion) on a
 solid background, speaking synthetic or TTS speech. The mouth is a filled ellipse whose
