@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from importlib import import_module
 
-COMMANDS = {"train": ("train", "train_main"), "synth": ("synthtalk", "synth_main"),
+COMMANDS = {"train": ("train", "train_main"), "synth": ("synthtalk.writer", "synth_main"),
             "preprocess": ("preprocess", "preprocess_main"), "caption": ("caption", "caption_main"),
             "precompute": ("precompute", "precompute_main")}
 USAGE = ("usage: python -m comfyui_portraittalk.training {" + ",".join(COMMANDS) + "} [options]\n"
