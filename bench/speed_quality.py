@@ -4,7 +4,7 @@ clips, each setting timed and scored with ADFD (against the clip's ground truth)
     portraittalk bench curve [--model demo] [--settings ddim:20 ddim:10 dpmpp_2m+karras:8 ...] [--clips 4]
 
 A setting is `scheduler[+karras]:steps`. The table shows what a step-reducing configuration costs in
-quality; the figures in the README come from this command.
+quality; the figures in docs/performance.md come from this command.
 """
 
 from __future__ import annotations

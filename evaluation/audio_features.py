@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..media import audio_clip
 from ..models.audio_contract import SAMPLE_RATE
 
 ONSET_HOP = 160  # 10 ms at 16 kHz
@@ -24,10 +25,9 @@ ONSET_N_FFT = 512  # 32 ms
 
 def to_mono_16k(audio, sample_rate: int) -> np.ndarray:
     """Mono float32 at 16 kHz from [T], [C, T], [T, C] (C <= 8), [1, C, T], or a ComfyUI
-    AUDIO dict (``{"waveform", "sample_rate"}``; then ``sample_rate`` may be None)."""
+    AUDIO dict (``{"waveform", "sample_rate"}``: its first clip; then ``sample_rate`` may be None)."""
     if isinstance(audio, dict):
-        sample_rate = int(audio["sample_rate"])
-        audio = audio["waveform"]
+        audio, sample_rate = audio_clip(audio)
     if hasattr(audio, "detach"):  # a torch tensor, without importing torch
         audio = audio.detach().cpu().float().numpy()
     x = np.asarray(audio, dtype=np.float32)

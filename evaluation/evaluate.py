@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
+
 from ..faces import mediapipe_backend
 from ..faces.cache import analyze_video
 from ..faces.detect import _as_uint8, resolve_backend
@@ -122,4 +126,43 @@ def summary_row(result: dict) -> dict:
     return row
 
 
-__all__ = ["evaluate", "summary_row", "METRICS", "DEFAULT_METRICS"]
+def evaluate_each(frames: np.ndarray, waveform, sample_rate: int, fps: float, metrics: list[str], backend: str,
+                  *, reference=None, ground_truth=None, cache_dir=None) -> dict:
+    """`evaluate()` one metric at a time (the Evaluate node's way), so that one that cannot be measured on
+    these frames (a ValueError: no face, no landmarks, too few frames) becomes {"error": reason} while the
+    others still report. The face analysis runs once: later calls read it from `cache_dir`."""
+    merged: dict | None = None
+    errors: dict[str, dict] = {}
+    for name in metrics:
+        try:
+            r = evaluate(frames, waveform, sample_rate, fps, reference=reference, ground_truth=ground_truth,
+                         metrics=(name,), backend=backend, cache_dir=cache_dir)
+        except ValueError as exc:
+            errors[name] = {"error": str(exc)}
+            continue
+        if merged is None:
+            merged = r
+        else:
+            merged["metrics"].update(r["metrics"])
+            merged.update({k: v for k, v in r.items() if k == "series"})
+    if merged is None:
+        merged = {"frames": int(frames.shape[0]), "fps": fps, "metrics": {}}
+    merged["metrics"].update(errors)
+    merged["metrics"] = {name: merged["metrics"][name] for name in metrics}  # in the order asked for
+    return merged
+
+
+def finite(obj):
+    """`obj` with every non-finite float replaced by None (and numpy scalars made plain): NaN is not JSON."""
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+__all__ = ["evaluate", "evaluate_each", "finite", "summary_row", "METRICS", "DEFAULT_METRICS"]

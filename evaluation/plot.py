@@ -1,4 +1,5 @@
-"""Mouth aperture against the audio envelope over time, drawn with PIL (no matplotlib)."""
+"""Mouth aperture against the audio envelope over time, drawn with PIL (no matplotlib); and a plot-sized
+message for when there is nothing to draw."""
 
 from __future__ import annotations
 
@@ -54,4 +55,22 @@ def plot_mouth_vs_audio(result: dict, width: int = 900, height: int = 320) -> np
                   f"  jitter {m['jitter']:.2f}  lag {m['lag']:+d}")
     draw.text((left, 12), title, fill=(0, 0, 0), font=font)
     draw.text((left, height - 16), "time", fill=(0, 0, 0), font=font)
+    return np.asarray(img)
+
+
+def message_image(text: str, width: int = 900, height: int = 320) -> np.ndarray:
+    """A plot-sized white image with a message, when there is no series to draw."""
+    img = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    words, lines, line = text.split(), [], ""
+    for word in words:  # wrap at about 110 characters of the default font
+        if len(line) + len(word) + 1 > 110:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    lines.append(line)
+    draw.text((20, 20), "ADFD plot unavailable:", fill=(160, 0, 0), font=ImageFont.load_default())
+    for i, ln in enumerate(lines[:12]):
+        draw.text((20, 44 + 16 * i), ln, fill=(0, 0, 0), font=ImageFont.load_default())
     return np.asarray(img)

@@ -64,7 +64,7 @@ def lip_sync(frames: np.ndarray, audio: np.ndarray, sample_rate: int, fps: float
 def _regions(identity, attributes: dict, size: int) -> tuple[np.ndarray, np.ndarray]:
     """(skin, background) boolean masks of a neutral render: the face oval minus eyes/mouth/glasses, and
     the frame border away from the face and hat."""
-    from ..training.synthtalk import render_frames
+    from ..training.synthtalk.rendering import render_frames
 
     frames, face, lip = render_frames(identity, attributes, size, [0.0], [0.5], [0.0], [(0.0, 0.0, 1.0, 0.0)])
     face = face[0] > 127
@@ -110,7 +110,8 @@ def shows_attribute(frames: np.ndarray, identity, base: dict, wanted: dict, size
 def real_speech() -> list[tuple[str, np.ndarray, int]]:
     """Recorded and TTS speech available offline: pytest-audioeval's WAVs, espeak-ng, the bundled demo."""
     from ..media import read_audio
-    from ..training.synthtalk import normalize_speech_level, tts_available, tts_speech
+    from ..training.synthtalk.audio_to_mouth import normalize_speech_level
+    from ..training.synthtalk.speech import tts_available, tts_speech
 
     clips = []
     try:

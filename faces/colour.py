@@ -1,7 +1,7 @@
 """Colour analyser for SynthTalk frames: the mouth is found by its colour.
 
 SynthTalk draws the mouth interior in exactly RGB (110, 20, 35) on a solid background
-(README, Training, "SynthTalk"), so mouth opening can be measured in any frame, real or generated, with
+(docs/training.md, "SynthTalk"), so mouth opening can be measured in any frame, real or generated, with
 no landmark model. Generated frames are never exact, hence a tolerance:
 
 * a pixel is "mouth" when its Euclidean RGB distance to (110, 20, 35) is below

@@ -1,4 +1,4 @@
-"""Face-region masks: the structure map that conditions the sampler (the structure row of the README's
+"""Face-region masks: the structure map that conditions the sampler (the structure row of docs/architecture.md,
 "Decisions beyond what the paper states")."""
 
 from __future__ import annotations

@@ -75,7 +75,8 @@ class Evaluate(io.ComfyNode):
         import torch
         from PIL import Image
 
-        from ..evaluation import plot_mouth_vs_audio, summary_row
+        from ..evaluation import evaluate_each, finite, message_image, plot_mouth_vs_audio, summary_row
+        from ..media import audio_clip
 
         if not _positive(fps):
             raise ValueError(f"fps must be a positive number, got {fps!r}")
@@ -83,13 +84,12 @@ class Evaluate(io.ComfyNode):
         if not selected:
             raise ValueError("select at least one metric (adfd, lmd, csim)")
         frames = _frames(images, "images")
-        waveform = audio["waveform"]
-        waveform = waveform[0] if waveform.ndim == 3 else waveform  # first item of an audio batch
+        waveform, rate = audio_clip(audio)  # the first item of an audio batch
         reference = None if reference is None else _frames(reference, "reference")[0]
         ground_truth = None if ground_truth is None else _frames(ground_truth, "ground_truth")
         folder = os.path.join(folder_paths.get_temp_directory(), SUBFOLDER)
-        result = measure(frames, waveform, int(audio["sample_rate"]), float(fps), selected, backend,
-                         reference=reference, ground_truth=ground_truth, cache_dir=os.path.join(folder, "faces"))
+        result = evaluate_each(frames, waveform, rate, float(fps), selected, backend, reference=reference,
+                               ground_truth=ground_truth, cache_dir=os.path.join(folder, "faces"))
 
         if "series" in result:
             plot = plot_mouth_vs_audio(result)
@@ -115,55 +115,14 @@ class Evaluate(io.ComfyNode):
         return io.NodeOutput(json.dumps(scores, indent=2), plot_tensor, ui={UI_KEY: [panel]})
 
 
-def measure(frames: np.ndarray, waveform, sample_rate: int, fps: float, metrics: list[str], backend: str, *,
-            reference=None, ground_truth=None, cache_dir=None) -> dict:
-    """`evaluate()` one metric at a time, so that one that cannot be measured on these frames (a
-    ValueError: no face, no landmarks, too few frames) becomes {"error": reason} while the others
-    still report. The face analysis runs once: later calls read it from `cache_dir`."""
-    from ..evaluation import evaluate
-
-    merged: dict | None = None
-    errors: dict[str, dict] = {}
-    for name in metrics:
-        try:
-            r = evaluate(frames, waveform, sample_rate, fps, reference=reference, ground_truth=ground_truth,
-                         metrics=(name,), backend=backend, cache_dir=cache_dir)
-        except ValueError as exc:
-            errors[name] = {"error": str(exc)}
-            continue
-        if merged is None:
-            merged = r
-        else:
-            merged["metrics"].update(r["metrics"])
-            merged.update({k: v for k, v in r.items() if k == "series"})
-    if merged is None:
-        merged = {"frames": int(frames.shape[0]), "fps": fps, "metrics": {}}
-    merged["metrics"].update(errors)
-    merged["metrics"] = {name: merged["metrics"][name] for name in metrics}  # in the order asked for
-    return merged
-
-
 def _positive(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
-
-
-def finite(obj):
-    """`obj` with every non-finite float replaced by None (and numpy scalars made plain)."""
-    if isinstance(obj, dict):
-        return {k: finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [finite(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
 
 
 def _frames(images, name: str) -> np.ndarray:
     """IMAGE → uint8 numpy [F, H, W, 3] (a quarter of the float video's memory); an error that names
     the input for anything else."""
-    from .preview import as_frames, frame_uint8
+    from ..media import as_frames, frame_uint8
 
     frames = as_frames(images, name)
     return np.stack([frame_uint8(f) for f in frames])
@@ -176,26 +135,6 @@ def _headline(metric: dict) -> dict:
     if isinstance(out.get("model"), dict):
         out["model"] = out["model"].get("name")
     return out
-
-
-def message_image(text: str, width: int = 900, height: int = 320) -> np.ndarray:
-    """A plot-sized white image with a message, when there is no series to draw."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    img = Image.new("RGB", (width, height), (255, 255, 255))
-    draw = ImageDraw.Draw(img)
-    words, lines, line = text.split(), [], ""
-    for word in words:  # wrap at about 110 characters of the default font
-        if len(line) + len(word) + 1 > 110:
-            lines.append(line)
-            line = word
-        else:
-            line = f"{line} {word}".strip()
-    lines.append(line)
-    draw.text((20, 20), "ADFD plot unavailable:", fill=(160, 0, 0), font=ImageFont.load_default())
-    for i, ln in enumerate(lines[:12]):
-        draw.text((20, 44 + 16 * i), ln, fill=(0, 0, 0), font=ImageFont.load_default())
-    return np.asarray(img)
 
 
 NODES = [Evaluate]

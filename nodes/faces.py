@@ -1,6 +1,7 @@
 """Face nodes: crop real portraits to the square face the model expects, and paste generated frames back
-onto the full photograph. Thin adapters over `faces/` (numpy, scipy, optional mediapipe), which are
-imported inside `execute` so that the pack loads fast and without them."""
+onto the full photograph. Thin adapters over `faces/` (numpy, scipy, optional mediapipe; the batch helpers
+are `faces.batch`), which are imported inside `execute` so that the pack loads fast and without them. What
+stays here works on ComfyUI's tensors: IMAGE as RGB, resizing to the crop's square, a MASK's resize."""
 
 from __future__ import annotations
 
@@ -73,6 +74,7 @@ class CropFace(io.ComfyNode):
         import numpy as np
 
         from ..faces import crop_face
+        from ..faces.batch import crop_mask, crop_report
 
         if size % 2:
             raise ValueError(f"size must be even (video encoders such as SaveVideo's need even sizes), got {size}")
@@ -129,13 +131,14 @@ class PasteBack(io.ComfyNode):
         import comfy.utils
 
         from ..faces import paste_back
+        from ..faces.batch import check_count, match_colours, paste_infos
 
         frames = _square(_rgb(images, "images"), crop_info[0].size)
         n = frames.shape[0]
         original = _rgb(original, "original")
         infos = paste_infos(crop_info, n, frames.shape[1], original.shape[1], original.shape[2])
         originals = original.cpu().numpy()
-        _check_count(len(originals), n, "original images")
+        check_count(len(originals), n, "original images")
         gen = frames.cpu().float().numpy()
         weights = None if mask is None else mask_weights(mask, n, frames.shape[1], feather)
         if colour_match:
@@ -185,72 +188,6 @@ def _detect(photo, backend: str, model_path: str | None):
     return detect_faces(photo[None], backend, model_path)[0]
 
 
-def crop_mask(obs, info):
-    """The face-region mask [size, size] of a crop. A photo without a face gets the fallback guess's
-    ellipse (the middle of the centre crop), so the sampler still has a plausible structure map."""
-    from ..faces import face_region_mask, fallback_observation, observation_in_crop
-
-    if obs is None or not obs.is_detection:
-        obs = fallback_observation(info.original_height, info.original_width)
-    return face_region_mask(observation_in_crop(obs, info), info.size, info.size)
-
-
-def crop_report(infos, backend: str) -> str:
-    """One line for the node's ui and the log: which images had no face, and why (grouped, so that a
-    long faceless video gives one short line)."""
-    n = len(infos)
-    missing: dict[str, list[int]] = {}
-    for k, info in enumerate(infos):
-        if not info.face_found:
-            missing.setdefault(info.message, []).append(k + 1)
-    if not missing:
-        return f"face found in {'the image' if n == 1 else f'all {n} images'} ({backend})"
-    return "; ".join(f"{_which(numbers, n)}: {message}" for message, numbers in missing.items())
-
-
-def _which(numbers: list[int], n: int) -> str:
-    if len(numbers) == 1:
-        return f"image {numbers[0]} of {n}"
-    if len(numbers) == n:
-        return f"all {n} images"
-    shown = ", ".join(map(str, numbers[:10])) + (", …" if len(numbers) > 10 else "")
-    return f"images {shown} of {n}"
-
-
-def paste_infos(crop_info, n: int, side: int, height: int, width: int) -> list:
-    """One CropInfo per frame, resized to the frames' side and checked against the original's size."""
-    import dataclasses
-
-    _check_count(len(crop_info), n, "crop_info entries")
-    for info in crop_info:
-        if (info.original_height, info.original_width) != (height, width):
-            raise ValueError(f"crop_info was made on a {info.original_width}×{info.original_height} image, but the "
-                             f"original is {width}×{height}: connect the image that was cropped")
-    # CropInfo maps crop to original through side/size, so frames of another square size paste straight
-    # in with a new `size`: one resampling instead of a resize and then a warp.
-    resized = [dataclasses.replace(i, size=side) for i in crop_info]
-    return resized * n if len(resized) == 1 else resized
-
-
-def match_colours(gen, infos, originals, feather: float, weights=None):
-    """Colour-match all generated crops at once (so the pasting can go in chunks without flicker), with
-    the same feathered weights the blend uses."""
-    import numpy as np
-
-    from ..faces.crop import crop_with_info, feather_mask, match_colour
-
-    n, side = gen.shape[0], gen.shape[1]
-    alpha = np.repeat(feather_mask(side, feather)[None], n, axis=0)
-    if weights is not None:
-        alpha = alpha * np.broadcast_to(weights, alpha.shape)
-    if len(originals) == 1 and all(i == infos[0] for i in infos):
-        refs, ref_alpha = crop_with_info(originals[0], infos[0])[None], alpha[:1]  # one still photo: crop once
-    else:
-        refs = np.stack([crop_with_info(originals[0 if len(originals) == 1 else k], infos[k]) for k in range(n)])
-        ref_alpha = alpha
-    return match_colour(gen, refs, alpha, ref_alpha)
-
-
 def _rgb(image: torch.Tensor, name: str) -> torch.Tensor:
     """An IMAGE batch [B, H, W, 1|3|4] as RGB [B, H, W, 3] (grey repeated, alpha dropped); an error that
     names the input for an empty batch or another shape."""
@@ -272,22 +209,14 @@ def _square(frames: torch.Tensor, side: int) -> torch.Tensor:
 
 
 def mask_weights(mask: torch.Tensor, n: int, side: int, feather: float):
-    """A MASK as blend weights [1 or F, side, side], its edge blurred over about feather·side pixels (a
-    landmark hull's hard edge would show as a seam; core ComfyUI has no mask-blur node)."""
-    from scipy.ndimage import gaussian_filter
+    """A MASK as blend weights [1 or F, side, side] (resized to the frames' side), its edge feathered."""
+    from ..faces.batch import check_count, feathered_weights
 
     mask = mask.reshape(-1, 1, *mask.shape[-2:]).float()
-    _check_count(mask.shape[0], n, "masks")
+    check_count(mask.shape[0], n, "masks")
     if mask.shape[-2:] != (side, side):
         mask = torch.nn.functional.interpolate(mask, size=(side, side), mode="bilinear", align_corners=False)
-    weights = mask[:, 0].clamp(0.0, 1.0).cpu().numpy()
-    sigma = feather * side / 4.0  # ±2σ spans the feather width
-    return gaussian_filter(weights, sigma=(0.0, sigma, sigma), mode="nearest") if sigma > 0 else weights
-
-
-def _check_count(count: int, n: int, what: str) -> None:
-    if count not in (1, n):
-        raise ValueError(f"{count} {what} for {n} frames: give one for all frames, or one per frame")
+    return feathered_weights(mask[:, 0].clamp(0.0, 1.0).cpu().numpy(), feather)
 
 
 NODES = [CropFace, PasteBack]

@@ -1,5 +1,6 @@
 """Preview nodes: the generated frames and their audio as an mp4 that the web extension plays in the
-node, and `publish_partial_video`, which lets a long-running node show its video so far."""
+node, and `publish_partial_video`, which lets a long-running node show its video so far. The mp4 writer
+and the IMAGE/AUDIO conversions are `media`'s; the publishing thread stays here (it needs PromptServer)."""
 
 from __future__ import annotations
 
@@ -9,18 +10,17 @@ import os
 import threading
 import time
 import uuid
-from fractions import Fraction
 
 import numpy as np
 from comfy_api.v0_0_2 import io
+
+from ..media import PARTIAL_PREVIEW, PREVIEW, as_frames, first_two_channels, frame_uint8, write_mp4
 
 log = logging.getLogger(__name__)
 
 UI_KEY = "portraittalk_video"  # the web extension (web/portraittalk.js) reads this ui key
 PARTIAL_EVENT = "portraittalk.partial_video"
 SUBFOLDER = "portraittalk"
-# AAC has a fixed set of sample rates; any other rate is resampled to 48 kHz by PyAV.
-AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
 PARTIAL_INTERVAL_S = 3.0  # at most one partial video per node in this many seconds
 PARTIAL_MAX_SIDE = 256  # partial previews are downscaled to keep encoding cheap
 PARTIAL_KEEP = 2  # partial files kept per node (the browser may still be loading the previous one)
@@ -60,7 +60,7 @@ class PreviewVideo(io.ComfyNode):
         import comfy.utils
 
         frames = as_frames(images)
-        waveform, rate = _audio_channels(audio)
+        waveform, rate = first_two_channels(audio)
         name = f"preview_{uuid.uuid4().hex[:12]}.mp4"
         folder = os.path.join(folder_paths.get_temp_directory(), SUBFOLDER)
         os.makedirs(folder, exist_ok=True)
@@ -70,7 +70,7 @@ class PreviewVideo(io.ComfyNode):
             if done % 25 == 0 or done == total:
                 bar.update_absolute(done, total)
 
-        write_mp4(os.path.join(folder, name), frames, fps, waveform, rate, on_frame=progress)
+        write_mp4(os.path.join(folder, name), frames, fps, waveform, rate, settings=PREVIEW, on_frame=progress)
         item = {"filename": name, "subfolder": SUBFOLDER, "type": "temp", "fps": float(fps),
                 "frames": int(frames.shape[0]), "width": int(frames.shape[2]), "height": int(frames.shape[1]),
                 "has_audio": waveform is not None}
@@ -79,87 +79,6 @@ class PreviewVideo(io.ComfyNode):
 
 def _positive(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
-
-
-def as_frames(images, name: str = "images") -> np.ndarray:
-    """IMAGE [F, H, W, C] (torch or numpy, float 0..1 or uint8) as a numpy view, shape checked; the
-    conversion to uint8 happens a frame at a time, so a long video never exists twice in memory.
-    Errors name the input (`name`)."""
-    if hasattr(images, "detach"):
-        images = images.detach().cpu()
-        images = images.numpy() if str(images.dtype) == "torch.uint8" else images.float().numpy()
-    frames = np.asarray(images)
-    if frames.ndim == 3:
-        frames = frames[None]
-    if frames.ndim != 4 or frames.shape[-1] not in (1, 3, 4):
-        raise ValueError(f"{name}: expected frames [F, H, W, 3], got shape {tuple(frames.shape)}")
-    if 0 in frames.shape:
-        raise ValueError(f"{name}: the video is empty (shape {tuple(frames.shape)})")
-    return frames
-
-
-def frame_uint8(frame: np.ndarray) -> np.ndarray:
-    """One frame [H, W, C] → uint8 RGB [H, W, 3]."""
-    if frame.dtype != np.uint8:
-        frame = np.clip(np.nan_to_num(frame.astype(np.float32)) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    if frame.shape[-1] == 1:
-        frame = np.repeat(frame, 3, axis=-1)
-    return frame[..., :3]
-
-
-def _audio_channels(audio) -> tuple[np.ndarray | None, int | None]:
-    """A ComfyUI AUDIO dict → float32 [C, T] (C ≤ 2, first batch item) and its rate; (None, None) for
-    no audio or zero samples."""
-    if audio is None:
-        return None, None
-    waveform, rate = audio["waveform"], int(audio["sample_rate"])
-    if hasattr(waveform, "detach"):
-        waveform = waveform.detach().cpu().float().numpy()
-    w = np.asarray(waveform, np.float32)
-    while w.ndim > 2:
-        w = w[0]
-    if w.ndim == 1:
-        w = w[None]
-    if w.shape[-1] == 0 or rate <= 0:
-        return None, None
-    return np.ascontiguousarray(np.clip(np.nan_to_num(w[:2]), -1.0, 1.0)), rate
-
-
-def write_mp4(path: str, frames: np.ndarray, fps: float, waveform: np.ndarray | None = None,
-              sample_rate: int | None = None, *, crf: int = 20, preset: str = "veryfast", on_frame=None) -> None:
-    """H.264 (yuv420p, moov atom first so playback starts before the download ends) + AAC.
-
-    frames: [F, H, W, C] as `as_frames` gives; odd sizes get their last row/column repeated (yuv420p
-    needs even sizes). waveform: float [C, T] with C of 1 or 2. on_frame(done, total) after each frame."""
-    import av
-
-    height, width = frames.shape[1] + frames.shape[1] % 2, frames.shape[2] + frames.shape[2] % 2
-    pad = ((0, height - frames.shape[1]), (0, width - frames.shape[2]), (0, 0))
-    tmp = f"{path}.{uuid.uuid4().hex[:6]}.part"
-    try:
-        with av.open(tmp, "w", format="mp4", options={"movflags": "+faststart"}) as out:
-            video = out.add_stream("libx264", rate=Fraction(float(fps)).limit_denominator(1001))
-            video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-            video.options = {"crf": str(crf), "preset": preset}
-            sound = None
-            if waveform is not None:
-                sound = out.add_stream("aac", rate=sample_rate if sample_rate in AAC_RATES else 48000)
-                sound.layout = "stereo" if waveform.shape[0] == 2 else "mono"
-            for i, frame in enumerate(frames):
-                rgb = np.pad(frame_uint8(frame), pad, mode="edge")
-                out.mux(video.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
-                if on_frame is not None:
-                    on_frame(i + 1, len(frames))
-            out.mux(video.encode())
-            if sound is not None:
-                chunk = av.AudioFrame.from_ndarray(waveform, format="fltp", layout=sound.layout.name)
-                chunk.sample_rate, chunk.pts = sample_rate, 0
-                out.mux(sound.encode(chunk))
-                out.mux(sound.encode())
-        os.replace(tmp, path)  # the browser never fetches half a file
-    finally:
-        if os.path.exists(tmp):  # failed or interrupted
-            os.remove(tmp)
 
 
 # ---- partial videos during long runs ----------------------------------------------------------------
@@ -225,12 +144,12 @@ class _PartialPublisher:
         import folder_paths
         from server import PromptServer
 
-        waveform, rate = _audio_channels(audio)
+        waveform, rate = first_two_channels(audio)
         safe = "".join(c if c.isalnum() else "_" for c in node_id)[:40]
         name = f"partial_{safe}_{uuid.uuid4().hex[:8]}.mp4"
         folder = os.path.join(folder_paths.get_temp_directory(), SUBFOLDER)
         os.makedirs(folder, exist_ok=True)
-        write_mp4(os.path.join(folder, name), frames, fps, waveform, rate, crf=26, preset="ultrafast")
+        write_mp4(os.path.join(folder, name), frames, fps, waveform, rate, settings=PARTIAL_PREVIEW)
         files = self._files.setdefault(node_id, [])
         files.append(os.path.join(folder, name))
         while len(files) > PARTIAL_KEEP:

@@ -112,6 +112,7 @@ class Decode(io.ComfyNode):
     def execute(cls, latent, animate_net=None, vae=None, audio=None, chunk=8) -> io.NodeOutput:
         import comfy.utils
 
+        from ..media import mixed_down_soundtrack
         from ..models.pipeline import trim_audio
 
         samples = latent["samples"]
@@ -129,28 +130,11 @@ class Decode(io.ComfyNode):
             raise ValueError("connect animate_net (its own codec) or a vae to decode with")
         trimmed = None
         if audio is not None:
-            waveform, rate = _soundtrack(audio["waveform"]), int(audio["sample_rate"])
+            waveform, rate = mixed_down_soundtrack(audio)
             channels = [torch.from_numpy(trim_audio(waveform[c], rate, images.shape[0], fps))
                         for c in range(waveform.shape[0])]
             trimmed = {"waveform": torch.stack(channels)[None], "sample_rate": rate}
         return io.NodeOutput(images, fps, trimmed)
-
-
-def _soundtrack(waveform) -> torch.Tensor:
-    """The first clip of an AUDIO waveform as `[C, T]` with C ≤ 2, as SaveVideo needs (it writes anything else
-    as stereo, garbled): more channels are mixed down to mono, as Encode Audio hears them. Floats in int16
-    range are rescaled to -1..1, as Encode Audio does."""
-    w = torch.as_tensor(waveform).detach().cpu().float()
-    while w.ndim > 2:
-        w = w[0]
-    if w.ndim == 1:
-        w = w[None]
-    if w.shape[0] > 2:
-        w = w.mean(dim=0, keepdim=True)
-    peak = float(w.abs().max()) if w.numel() else 0.0
-    if 1.5 < peak <= 32768 * 1.01:
-        w = w / 32768.0
-    return w
 
 
 NODES = [Sampler, Decode]

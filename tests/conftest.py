@@ -29,12 +29,11 @@ def tiny_pipe():
 
 @pytest.fixture(scope="session")
 def speechlike():
-    """A 16 kHz test signal with syllable-like bursts: `(waveform, sample_rate)`."""
+    """1.2 s of the 16 kHz test signal with syllable-like bursts (tests/audio_signals.py): `(waveform, sample_rate)`."""
+    from audio_signals import speechlike as signal
+
     sr = 16000
-    t = np.arange(int(1.2 * sr)) / sr
-    envelope = (np.sin(2 * np.pi * 2.5 * t) > 0.2).astype(np.float32)
-    wave = 0.3 * np.sin(2 * np.pi * 180 * t) * envelope + 0.1 * np.sin(2 * np.pi * 720 * t) * envelope
-    return wave.astype(np.float32), sr
+    return signal(int(1.2 * sr), sr), sr
 
 
 @pytest.fixture(scope="session")

@@ -126,7 +126,7 @@ SD15_FILES = {"checkpoint": "v1-5-pruned-emaonly.safetensors", "motion": "mm_sd_
 
 
 def full_size_sd15() -> dict:
-    """The full-size sd15 family from files ComfyUI users already have (README, Full-size models): crop →
+    """The full-size sd15 family from files ComfyUI users already have (docs/full-size-models.md): crop →
     Load Full-Size Model (SD-1.5 + AnimateDiff v2 [+ PortraitTalk weights]) with core CLIP vision and text
     → paste-back → video with sound. Untrained identity/audio streams until PortraitTalk weights exist."""
     return {

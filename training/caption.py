@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .layout import CAPTIONS_FILE, read_frames, read_index
-from .synthtalk import BACKGROUNDS, caption_for
+from .synthtalk.identities import BACKGROUNDS, caption_for
 
 CAPTIONS_FORMAT = "portraittalk-captions"
 # (present, absent): the prompt pair of each yes/no attribute

@@ -25,7 +25,8 @@ import numpy as np
 
 from .caption import ATTRIBUTE_PROMPTS, BACKGROUND_PROMPT, caption_data
 from .layout import read_frames, read_index
-from .synthtalk import BACKGROUNDS, caption_for, write_dataset
+from .synthtalk.identities import BACKGROUNDS, caption_for
+from .synthtalk.writer import write_dataset
 
 SPECIAL_TOKENS = ["<|startoftext|>", "<|endoftext|>"]
 

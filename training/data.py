@@ -125,7 +125,7 @@ class PairSampler:
         or the SynthTalk attributes to render it with."""
         if meta.get("source") != "synthtalk":
             return int(self.rng.integers(num_frames)), False
-        from .synthtalk import BACKGROUNDS
+        from .synthtalk.identities import BACKGROUNDS
 
         if self.rng.random() >= self.edit_probability:
             return None, False
@@ -170,7 +170,7 @@ class PairSampler:
 
     def _row(self, index: int, frames: np.ndarray, reference) -> dict:
         """One row from the clip's frames, masks and audio windows."""
-        from .synthtalk import reference_for_clip
+        from .synthtalk.rendering import reference_for_clip
 
         clip = self.store.clip(index)
         if isinstance(reference, int):

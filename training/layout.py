@@ -84,17 +84,9 @@ FRAMES_FORMATS = ("npy", "mp4")
 def write_frames_mp4(path: str | os.PathLike, frames: np.ndarray, fps: float) -> None:
     """Frames uint8 [F, H, W, 3] as a near-lossless H.264 video (4:4:4, so colour edges such as the
     lips stay sharp; any size, odd ones included)."""
-    import av  # only real-data clips need a video encoder
-    from fractions import Fraction
+    from ..media import CLIP_FRAMES, write_mp4  # PyAV: only real-data clips need a video encoder
 
-    frames = np.asarray(frames, np.uint8)
-    with av.open(os.fspath(path), "w") as out:
-        stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv444p"
-        stream.options = {"crf": "10", "preset": "veryfast"}
-        for frame in frames:
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        out.mux(stream.encode())
+    write_mp4(path, np.asarray(frames, np.uint8), fps, settings=CLIP_FRAMES)
 
 
 def write_clip(dataset_dir: str | os.PathLike, clip_id: str, clip: Clip, *, frames_format: str = "npy") -> Path:

@@ -1,5 +1,5 @@
 """The training objective: what one batch costs, for either stage (the rows loss, stages and dropout of
-the README's "Decisions beyond what the paper states").
+docs/architecture.md, "Decisions beyond what the paper states").
 
 - Noise (v) prediction MSE, weighted up inside the face and lip masks.
 - The mask reconstruction loss (decision, MAE-style): on some rows, a random ~30% of the target latent's

@@ -138,7 +138,7 @@ def precompute(data_dir, out_dir, components, audio_encoder, *, radius: int, at_
                                                                 at_frame_rate)).to(dtype)}
         tensors.update(_encoded(frames, "", components, embeds_kind, identity_embedder, dtype))
         if meta.get("source") == "synthtalk":  # its references are renders of the clip's identity, not frames
-            from .synthtalk import reference_for_clip
+            from .synthtalk.rendering import reference_for_clip
 
             reference = reference_for_clip(meta)[None]
             tensors["reference"] = torch.from_numpy(np.ascontiguousarray(reference, np.uint8))

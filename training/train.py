@@ -42,15 +42,15 @@ def ensure_data(config: dict, data_dir: Path | None, out_dir: Path, log) -> Path
     """The data set to train on: the one given, or SynthTalk clips made from the config's `data` section."""
     if data_dir is not None:
         return data_dir
-    from . import synthtalk
+    from .synthtalk.writer import write_dataset
 
     data = dict(config.get("data") or {})
     if not data:
         raise ValueError("no --data and no 'data' section to make SynthTalk clips from")
     target = out_dir / "synthtalk"
     log(f"making {data['clips']} SynthTalk clips in {target}")
-    synthtalk.write_dataset(target, data["clips"], data["seconds"], size=data.get("size", 64), seed=data.get("seed", 0),
-                            tts_fraction=data.get("tts_fraction", 0.0), workers=data.get("workers", 1))
+    write_dataset(target, data["clips"], data["seconds"], size=data.get("size", 64), seed=data.get("seed", 0),
+                  tts_fraction=data.get("tts_fraction", 0.0), workers=data.get("workers", 1))
     return target
 
 

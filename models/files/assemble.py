@@ -26,7 +26,7 @@ import torch
 from .components import Components, build_components
 from ..config import load_config
 from .convert import SD15_UNET_PROBE, init_from_sd15, init_temporal_from_animatediff
-from .weights import FORMAT, PICKLE_SUFFIXES, ModelFileError, _check_safetensors_header
+from .weights import FORMAT, PICKLE_SUFFIXES, ModelFileError, _check_safetensors_header, state_fit
 
 ROLES = {"checkpoint": "an SD-1.5 single-file checkpoint (models/checkpoints)",
          "motion": "an AnimateDiff v2 motion module, mm_sd_v15_v2 (models/animatediff_models)",
@@ -210,9 +210,9 @@ def overlay(components: Components, path) -> set[str]:
     if not tensors:
         raise ModelFileError(path, f"holds no tensors (expected {ROLES['weights']})")
     own = components.state_dict()
-    foreign = [k for k in tensors if k not in own]
-    wrong = [f"{k} {tuple(tensors[k].shape)} (expected {tuple(own[k].shape)})" for k in tensors
-             if k in own and tensors[k].shape != own[k].shape]
+    fit = state_fit(own, tensors)
+    foreign = fit.unexpected
+    wrong = [f"{k} {file_shape} (expected {own_shape})" for k, (file_shape, own_shape) in fit.mismatched.items()]
     kinds = [f"{k} {tensors[k].dtype}" for k in tensors if k in own and own[k].is_floating_point()
              and not tensors[k].is_floating_point()]
     if foreign or wrong or kinds:

@@ -17,7 +17,7 @@ import torch
 
 from .components import Components
 from ..networks.temporal import animatediff_to_diffusers, is_temporal_key
-from .weights import ModelFileError, read_state_dict
+from .weights import ModelFileError, read_state_dict, state_fit
 
 SD15_UNET_PROBE = ("model.diffusion_model.input_blocks.0.0.weight", (320, 4, 3, 3))
 SD15_TEXT_PREFIX = "cond_stage_model.transformer."
@@ -79,17 +79,17 @@ def _load_partial(module: torch.nn.Module, state: dict[str, torch.Tensor], path,
                   may_stay_new) -> tuple[int, list[str]]:
     """Load `state` into `module`; every key of the file must fit, and only keys for which `may_stay_new`
     is true may be left to their initial values."""
-    own = module.state_dict()
-    unexpected = [k for k in state if k not in own]
-    wrong = [f"{k} {tuple(state[k].shape)}≠{tuple(own[k].shape)}" for k in state if k in own and state[k].shape != own[k].shape]
-    not_covered = [k for k in own if k not in state and not may_stay_new(k)]
+    fit = state_fit(module.state_dict(), state)
+    unexpected = fit.unexpected
+    wrong = [f"{k} {file_shape}≠{own_shape}" for k, (file_shape, own_shape) in fit.mismatched.items()]
+    not_covered = [k for k in fit.missing if not may_stay_new(k)]
     if unexpected or wrong or not_covered:
         problems = [f"unexpected keys {_shorten(unexpected)}" if unexpected else "",
                     f"shape mismatches {_shorten(wrong)}" if wrong else "",
                     f"keys the file lacks {_shorten(not_covered)}" if not_covered else ""]
         raise ModelFileError(path, f"does not fit {name}: " + "; ".join(p for p in problems if p))
     module.load_state_dict(state, strict=False)
-    return len(state), [k for k in own if k not in state]
+    return len(state), fit.missing
 
 
 def _is_new_stream(key: str) -> bool:

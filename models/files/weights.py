@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -230,14 +232,35 @@ def split_components(state: dict[str, torch.Tensor]) -> dict[str, dict[str, torc
     return parts
 
 
+@dataclass(frozen=True)
+class StateFit:
+    """How a state dict fits a module's own keys and shapes. Each loader words its own error from it."""
+    missing: list[str]  # the module's keys the state lacks, in the module's order
+    unexpected: list[str]  # the state's keys the module lacks, in the state's order
+    mismatched: dict[str, tuple[tuple, tuple]]  # key → (the state's shape, the module's), in the state's order
+
+    @property
+    def exact(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+
+def state_fit(own: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor]) -> StateFit:
+    """Compare `state` with `own` (a module's `state_dict()`) by key and shape, without loading anything."""
+    return StateFit(missing=[k for k in own if k not in state],
+                    unexpected=[k for k in state if k not in own],
+                    mismatched={k: (tuple(state[k].shape), tuple(own[k].shape)) for k in state
+                                if k in own and state[k].shape != own[k].shape})
+
+
 def load_component(module: torch.nn.Module, state: dict[str, torch.Tensor], name: str, source) -> None:
     """Load one component strictly, turning shape and key mismatches into a `ModelFileError`."""
     expected = module.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [f"{k}: file {tuple(state[k].shape)}, model {tuple(expected[k].shape)}"
-             for k in expected if k in state and state[k].shape != expected[k].shape]
-    if missing or unexpected or wrong:
+    fit = state_fit(expected, state)
+    if not fit.exact:
+        missing, unexpected = fit.missing, fit.unexpected
+        wrong = [f"{k}: file {fit.mismatched[k][0]}, model {fit.mismatched[k][1]}"
+                 for k in expected if k in fit.mismatched]
+
         def show(items):
             return ", ".join(items[:3]) + (f" (+{len(items) - 3} more)" if len(items) > 3 else "")
         problems = [f"{len(missing)} missing keys: {show(missing)}" if missing else "",

@@ -120,7 +120,7 @@ class AudioFeatures:
 
 class MelEncoder:
     """Log-mel features with a fixed reference level, so absolute loudness survives (the audio
-    row of the README's "Decisions beyond what the paper states").
+    row of docs/architecture.md, "Decisions beyond what the paper states").
     Needs no weights; the tiny family uses it."""
 
     name = "mel"

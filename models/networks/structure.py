@@ -1,6 +1,6 @@
 """The structure encoder: per-frame face-region maps to a residual added after AnimateNet's `conv_in`.
 
-This is the "face locator" of Hallo and EchoMimic (the structure row of the README's "Decisions beyond what
+This is the "face locator" of Hallo and EchoMimic (the structure row of docs/architecture.md, "Decisions beyond what
 the paper states"): 3×3 convolutions with SiLU, halving the resolution once per channel step until it
 matches the latent grid, and a zero-initialised last layer, so an untrained encoder leaves the UNet
 unchanged. The layer names match Hallo's `face_locator`, so its weights load as they are.

@@ -11,7 +11,7 @@ import json
 import torch
 
 from ..config import CONFIG_DIR
-from ..files.weights import ModelFileError, read_state_dict
+from ..files.weights import ModelFileError, read_state_dict, state_fit
 
 PREFIXES = ("wav2vec2.", "model.")
 
@@ -41,8 +41,9 @@ def load_wav2vec2(path) -> torch.nn.Module:
     model = Wav2Vec2Model(Wav2Vec2Config(**wav2vec2_config_for(state)))
     own = model.state_dict()
     state = {k: v for k, v in state.items() if k in own}  # heads (lm_head, quantizer…) are not needed
-    missing = [k for k in own if k not in state and k != "masked_spec_embed"]
-    wrong = [k for k in state if state[k].shape != own[k].shape]
+    fit = state_fit(own, state)
+    missing = [k for k in fit.missing if k != "masked_spec_embed"]
+    wrong = list(fit.mismatched)
     if missing or wrong:
         raise ModelFileError(path, f"wav2vec2 weights do not fit the base-960h/large layout: missing {missing[:3]}, "
                              f"mismatched {wrong[:3]}")

@@ -50,7 +50,7 @@ class GuidancePass:
 
 def guidance_passes(text_guidance: float, audio_guidance: float, has_text: bool, has_audio: bool,
                     joint: bool = False) -> list[GuidancePass]:
-    """Compositional guidance over text and audio (the guidance row of the README's "Decisions beyond what the
+    """Compositional guidance over text and audio (the guidance row of docs/architecture.md, "Decisions beyond what the
     paper states") as a weighted sum of passes:
 
     `ε = ε(∅) + s_txt·(ε(txt) − ε(∅)) + s_a·(ε(txt,a) − ε(txt))`.

@@ -1,6 +1,6 @@
 """The benchmark harness runs and reports its fields; the analytic FLOP count equals PyTorch's count.
 
-No timing assertions: `portraittalk bench` is a command that prints figures (README.md, Performance).
+No timing assertions: `portraittalk bench` is a command that prints figures (docs/performance.md).
 """
 
 from __future__ import annotations

@@ -11,10 +11,7 @@ from comfyui_portraittalk.models.networks.audio import (AudioFeatures, AudioInpu
                                                loudness_normalise, prepare_waveform)
 from comfyui_portraittalk.models.audio_contract import num_video_frames
 
-
-def tone(seconds: float, sr: int, freq: float = 220.0, amp: float = 0.3) -> np.ndarray:
-    t = np.arange(int(round(seconds * sr))) / sr
-    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+from audio_signals import tone
 
 
 @pytest.mark.parametrize("sr", [8000, 16000, 22050, 44100, 96000])

@@ -19,7 +19,8 @@ from comfyui_portraittalk.training.caption_clip import (
 )
 from comfyui_portraittalk.training.layout import CAPTIONS_FILE, read_clip, read_index
 from comfyui_portraittalk.training.preprocess_video import clip_id_for
-from comfyui_portraittalk.training.synthtalk import BACKGROUNDS, write_dataset
+from comfyui_portraittalk.training.synthtalk.identities import BACKGROUNDS
+from comfyui_portraittalk.training.synthtalk.writer import write_dataset
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 PHOTOS = sorted(p.name for p in (ASSETS / "examples").glob("*.jpg"))

@@ -314,7 +314,7 @@ def test_synth_main(tmp_path, capsys):
 
 
 def test_tts_falls_back_without_espeak(monkeypatch):
-    monkeypatch.setattr(st.shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda name: None)  # module-wide, so synthtalk.speech sees it too
     assert not st.tts_available()
     with pytest.warns(UserWarning, match="espeak-ng"):
         c = st.make_clip(5, 1.0, 64, tts=True)

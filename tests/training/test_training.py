@@ -34,7 +34,7 @@ def test_loss_falls_in_stage_one(run):
 
 def test_exported_model_loads_and_generates(run):
     from comfyui_portraittalk.models import PortraitTalkPipeline
-    from comfyui_portraittalk.training.synthtalk import demo_reference
+    from comfyui_portraittalk.training.synthtalk.demo import demo_reference
 
     _, _, path, _ = run
     pipe = PortraitTalkPipeline.from_pretrained(path)

@@ -1,6 +1,6 @@
 """`portraittalk bench train` (training/bench.py) and the shipped Accelerate configs (training/accelerate/).
 
-No timing assertions: the bench is a command that prints figures (README.md, Training). The slow test checks
+No timing assertions: the bench is a command that prints figures (docs/training.md). The slow test checks
 that the figures exist, are positive and agree with each other.
 """
 

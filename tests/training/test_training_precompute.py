@@ -11,7 +11,7 @@ import torch
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
-    from comfyui_portraittalk.training.synthtalk import write_dataset
+    from comfyui_portraittalk.training.synthtalk.writer import write_dataset
 
     root = tmp_path_factory.mktemp("clips")
     write_dataset(root, 3, 1.0, size=64, seed=4)

@@ -76,13 +76,16 @@ IMAGE_KINDS = ["face", "gradient", "rgba", "gray_as_rgb", "one_channel", "nan"]
 
 
 def _speechlike(samples: int, rate: int):
-    """Syllable-like bursts of two tones, amplitude about 0.4 (deterministic)."""
-    import numpy as np
+    """The tests' speech-like signal (tests/audio_signals.py, found above this folder's real path: the server
+    imports it from custom_nodes through a link)."""
+    import importlib.util
+    from pathlib import Path
 
-    t = np.arange(samples, dtype=np.float64) / max(rate, 1)
-    envelope = (np.sin(2 * np.pi * 2.5 * t) > 0.2).astype(np.float64)
-    wave = 0.3 * np.sin(2 * np.pi * 180 * t) + 0.1 * np.sin(2 * np.pi * 720 * t)
-    return (wave * envelope).astype(np.float32)
+    path = next(p / "audio_signals.py" for p in Path(__file__).resolve().parents if (p / "audio_signals.py").is_file())
+    spec = importlib.util.spec_from_file_location("portraittalk_test_audio_signals", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.speechlike(samples, rate)
 
 
 class PTTestAudio(io.ComfyNode):
