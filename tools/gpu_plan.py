@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from comfyui_portraittalk.bench.benchmark import _parser as bench_parser
+from comfyui_portraittalk.cli.bench import parser as bench_parser
 from comfyui_portraittalk.bench.benchmark import environment, plan, run_case, run_in_subprocess
 
 TARGETS = {"hallo_peak_gb": 9.7, "hallo_s_per_frame": 0.4, "hallo_mfu": 0.40, "sd15_s_per_frame": 0.25}

@@ -97,7 +97,8 @@ def test_sd15_frame_costs_about_1_2_tflop():
 
 def test_bench_runs_and_reports_its_fields(tmp_path, capsys):
     """Two runs in fresh processes (4 frames in one window; 8 frames in three windows of 4)."""
-    from comfyui_portraittalk.bench.benchmark import SCHEMA, bench_main
+    from comfyui_portraittalk.bench.benchmark import SCHEMA
+    from comfyui_portraittalk.cli.bench import main as bench_main
 
     out = tmp_path / "bench.json"
     assert bench_main(["--config", "tiny", "--frames", "4", "--scale", "1", "2", "--seconds", "--steps", "2",
@@ -195,7 +196,8 @@ def test_rounds_are_compared_by_their_medians():
 
 
 def test_plan_runs_the_scales_and_audio_durations_at_the_config_rate():
-    from comfyui_portraittalk.bench.benchmark import _parser, plan
+    from comfyui_portraittalk.bench.benchmark import plan
+    from comfyui_portraittalk.cli.bench import parser as _parser
 
     specs = plan(_parser().parse_args(["--config", "tiny", "--frames", "10", "--scale", "1", "3",
                                        "--seconds", "0.5", "2.01", "--steps", "3"]))
@@ -231,7 +233,7 @@ def test_accelerate_reports_what_it_did_and_the_pipeline_still_samples(reference
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_bench_on_cuda_reports_cuda_memory_and_utilisation(tmp_path):
-    from comfyui_portraittalk.bench.benchmark import bench_main
+    from comfyui_portraittalk.cli.bench import main as bench_main
 
     out = tmp_path / "bench.json"
     assert bench_main(["--config", "tiny", "--frames", "16", "--scale", "1", "--seconds", "--steps", "2",

@@ -60,7 +60,7 @@ def test_the_real_layouts_build_and_split_into_offload_groups(family):
 
 
 def test_bench_refuses_a_memory_cap_without_cuda(capsys):
-    from comfyui_portraittalk.bench.benchmark import bench_main
+    from comfyui_portraittalk.cli.bench import main as bench_main
 
     with pytest.raises(SystemExit):
         bench_main(["--config", "tiny", "--device", "cpu", "--memory-cap-gb", "8", "--quiet"])

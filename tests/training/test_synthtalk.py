@@ -303,7 +303,9 @@ def test_workers_and_splits(tmp_path):
 
 
 def test_synth_main(tmp_path, capsys):
-    assert st.synth_main([str(tmp_path / "cli"), "--clips", "2", "--seconds", "0.4", "--size", "64",
+    from comfyui_portraittalk.cli.synth import main as synth_main
+
+    assert synth_main([str(tmp_path / "cli"), "--clips", "2", "--seconds", "0.4", "--size", "64",
                           "--seed", "3", "--split", "test"]) == 0
     index = read_index(tmp_path / "cli")
     assert len(index["clips"]) == 2 and index["synthtalk"]["seed"] == 3

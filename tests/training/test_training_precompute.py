@@ -32,7 +32,7 @@ def _losses(out) -> list[float]:
 
 @pytest.fixture(scope="module")
 def shards(clips, tmp_path_factory):
-    from comfyui_portraittalk.training.precompute import precompute_main
+    from comfyui_portraittalk.cli.precompute import main as precompute_main
 
     out = tmp_path_factory.mktemp("shards")
     config = tmp_path_factory.mktemp("cfg") / "tiny_pre.json"

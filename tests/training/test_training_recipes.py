@@ -157,7 +157,7 @@ def test_sd15_trains_from_precomputed_shards_without_running_its_encoders(user_f
     from comfyui_portraittalk.models.networks.audio import Wav2Vec2Encoder
     from comfyui_portraittalk.models.networks.codec import VaeCodec
     from comfyui_portraittalk.models.networks.image_encoder import ImageEncoder
-    from comfyui_portraittalk.training.precompute import precompute_main
+    from comfyui_portraittalk.cli.precompute import main as precompute_main
     from comfyui_portraittalk.training.train import train
 
     config = _recipe("sd15", SD15_SMALL, [{"stage": 1, "steps": 2, "rows": 2, "frames": 1, "lr": 1e-3, "warmup": 0}])

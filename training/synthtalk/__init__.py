@@ -57,12 +57,12 @@ from .motion import NEUTRAL_POSE
 from .rendering import (MOUTH_MAX_HEIGHT, MOUTH_RGB, measure_mouth, reference_for_clip, render_frame, render_frames,
                         render_reference)
 from .speech import VOWEL_FORMANTS, synth_speech, tts_available, tts_speech
-from .writer import clip_seeds, synth_main, write_dataset
+from .writer import clip_seeds, write_dataset
 
 __all__ = [
     "BACKGROUNDS", "CLOSED_DB", "DEMO_SENTENCE", "FPS", "Identity", "MOUTH_MAX_HEIGHT", "MOUTH_RGB", "NEUTRAL_POSE",
     "OPEN_DB", "SAMPLE_RATE", "VOWEL_FORMANTS", "attributes_from_caption", "caption_for", "caption_vocabulary",
     "clip_seeds", "demo_reference", "make_clip", "make_identity", "measure_mouth", "normalize_speech_level",
-    "reference_for_clip", "render_frame", "render_frames", "render_reference", "synth_main", "synth_speech",
+    "reference_for_clip", "render_frame", "render_frames", "render_reference", "synth_speech",
     "tokenize_caption", "tts_available", "tts_speech", "write_dataset", "write_demo_assets",
 ]

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from comfyui_portraittalk.models.weights import ModelFileError, load_component, state_fit
+from comfyui_portraittalk.models.files.weights import ModelFileError, load_component, state_fit
 
 
 def _module():
