@@ -1,4 +1,4 @@
-"""The `portraittalk` command.
+"""The `portraittalk` command: one module per subcommand, each with `main(argv)`.
 
     portraittalk demo                      the bundled model on a bundled portrait and speech → portraittalk_demo.mp4
     portraittalk generate --image I --audio A [--prompt P] [--model M] [--out video.mp4]

@@ -1,5 +1,5 @@
 """The tests' synthetic audio, in one place: `speechlike` (syllable-like bursts, the stand-in for speech)
-and `tone` (a plain sine). Deterministic, no files. The ComfyUI test nodes (tests/comfyui/testnodes) load
+and `tone` (a plain sine). Deterministic, no files. The ComfyUI test nodes (tests/nodes/testnodes) load
 this file by its path, as they run inside the server."""
 
 import numpy as np

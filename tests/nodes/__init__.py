@@ -1,3 +1,2 @@
-"""Real-ComfyUI test harness: environment.py (tree + deps), server.py (ComfyServer,
-ComfyClient), workflow.py (UI/API workflow checks), packinfo.py (the pack's own node list),
-conftest.py (session fixtures). Each module's docstring says how to use it."""
+"""The nodes in a real ComfyUI: every node, the bundled workflows, the web extension, reliability and memory, run
+through the harness in tests/comfyui_harness/."""
