@@ -196,24 +196,26 @@ def build_pipeline(spec: dict, device):
 
     from ..models.files.components import build_components
     from ..models.config import load_config
+    from ..models.families import family_of
     from ..models.pipeline import PortraitTalkPipeline
 
     overrides = {"video": {"size": spec["size"]}} if spec.get("size") else None
     config = load_config(spec["config"], overrides)
     torch.manual_seed(0)
-    tiny = config["family"] == "tiny"
+    family = family_of(config)
     # on a GPU, initialise there: the full-size families' random init takes minutes on a CPU
     with torch.device(device) if device.type == "cuda" else _no_context():
         components = build_components(config, with_codec=True)
     audio_encoder = None
-    if config["audio"]["encoder"] == "wav2vec2":
+    if family.pretrained_audio_encoder:  # its weights are the user's: a random one of the configured shape
         from transformers import Wav2Vec2Config, Wav2Vec2Model
 
         from ..models.networks.audio import Wav2Vec2Encoder
 
         audio_encoder = Wav2Vec2Encoder(Wav2Vec2Model(Wav2Vec2Config(**config["audio"]["wav2vec2"])).to(device))
     pipe = PortraitTalkPipeline(components, device=device, audio_encoder=audio_encoder)
-    pipe.benchmark_notes = [] if tiny else ["text and image embeddings are random (no own encoders)"]
+    own = not family.pretrained_encoders
+    pipe.benchmark_notes = [] if own else ["text and image embeddings are random (no own encoders)"]
     return pipe
 
 
@@ -372,7 +374,7 @@ def run_case(spec: dict) -> dict:
     latent = pipe.size // codec_factor(pipe.config)
     return {
         "spec": spec,
-        "config": pipe.config["family"],
+        "config": pipe.family.name,
         "size": pipe.size,
         "latent": [int(pipe.config["unet"]["in_channels"]), latent, latent],
         "frames": frames,

@@ -3,6 +3,7 @@
 The shipped families are `TINY`, `SD15` and `HALLO`. A family is read from a config by `family_of`, the only
 reader of the config keys that set these answers, key by key: a config of one family with another's options
 (the tests' tiny model in Hallo's layout) gets that layout's answers, as the sampler has always given it.
+`family_name` reads only the name, for configs that may not be complete.
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ class Family:
     long_audio: str  # the configured long-audio scheme ("blended" or "motion_frames"), before `long_audio_scheme`
     motion_frames: int  # frames of the previous window prepended before each temporal layer; 0: none
     follows_reference_size: bool  # runs at the reference's size (a multiple of 64 px), not only at the model's
+    # its text and image encoders and its codec are pretrained networks (CLIP, the SD VAE) from the user's files,
+    # left out of a new model and frozen in training; False: the model builds and trains its own small ones (tiny)
+    pretrained_encoders: bool = False
+    # its audio encoder is a pretrained network with weights from a file (wav2vec2); False: built in (mel)
+    pretrained_audio_encoder: bool = False
 
     @property
     def arcface_identity(self) -> bool:
@@ -74,10 +80,20 @@ def family_of(config: dict) -> Family:
         guidance="joint" if sampling.get("guidance") == "joint" else "compositional",
         long_audio=sampling.get("long_audio", BLENDED),
         motion_frames=int((config.get("temporal") or {}).get("motion_frames", 0)),
-        follows_reference_size=bool(config["video"].get("size_from_reference", False)))
+        follows_reference_size=bool(config["video"].get("size_from_reference", False)),
+        pretrained_encoders=config["family"] != TINY.name,
+        pretrained_audio_encoder=config["audio"].get("encoder") == "wav2vec2")
+
+
+def family_name(config) -> str | None:
+    """The family a config names, without reading the rest (a file's config may be partial or broken): for
+    messages, and for the code that makes one family only. None where it names none."""
+    return config.get("family") if isinstance(config, dict) else None
 
 
 TINY = Family("tiny", "clip", "text", "compositional", BLENDED, 0, False)
-SD15 = Family("sd15", "clip", "text", "compositional", BLENDED, 0, False)
-HALLO = Family("hallo", "arcface", "identity", "joint", MOTION_FRAMES, 2, True)
+SD15 = Family("sd15", "clip", "text", "compositional", BLENDED, 0, False, pretrained_encoders=True,
+              pretrained_audio_encoder=True)
+HALLO = Family("hallo", "arcface", "identity", "joint", MOTION_FRAMES, 2, True, pretrained_encoders=True,
+               pretrained_audio_encoder=True)
 SHIPPED = {family.name: family for family in (TINY, SD15, HALLO)}

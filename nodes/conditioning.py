@@ -7,8 +7,8 @@ import logging
 import torch
 from comfy_api.v0_0_2 import io
 
-from . import io_types
-from .managed import encoder_network, load, networks
+from . import handles, io_types
+from .managed import encoder_network, load
 
 
 def _text(conditioning) -> torch.Tensor | None:
@@ -38,8 +38,8 @@ class TextEncode(io.ComfyNode):
 
     @classmethod
     def execute(cls, text_encoder, text: str) -> io.NodeOutput:
-        load(text_encoder, "text_encoder")
-        prompt, empty = text_encoder.encode_prompt(text)
+        load(text_encoder.pipeline, *text_encoder.NETWORKS)
+        prompt, empty = text_encoder.pipeline.encode_prompt(text)
         positive = prompt if prompt is not None else empty
         return io.NodeOutput([[positive.cpu(), {}]], [[empty.cpu(), {}]])
 
@@ -81,7 +81,7 @@ class EncodeIdentity(io.ComfyNode):
                 clip_vision_output=None, positive=None, negative=None, vae=None) -> io.NodeOutput:
         from ..models.pipeline import ImageInputError, images_to_tensor
 
-        pipe = identity_net
+        pipe = identity_net.pipeline
         references = list(image) + (list(extra_references) if extra_references is not None else [])
         if not references:
             raise ImageInputError("image: the batch is empty (0 images); connect at least one reference portrait")
@@ -96,13 +96,14 @@ class EncodeIdentity(io.ComfyNode):
         elif not arcface and image_encoder is None and clip_vision is not None:
             embeds = clip_vision.encode_image(pixels.permute(0, 2, 3, 1)).image_embeds
         null = _text(negative)
-        load(pipe, "identity_net", "image_proj", *(["codec"] if latents is None else []),
+        load(pipe, *identity_net.NETWORKS, *(["codec"] if latents is None else []),
              *(["image_encoder"] if embeds is None and image_encoder is None else []),
              *(["text_encoder"] if null is None else []),
-             also=networks(image_encoder, "image_encoder") if image_encoder is not None and not arcface else [])
+             also=image_encoder.networks() if image_encoder is not None and not arcface else [])
         if latents is None:
             latents = pipe.encode_pixels(pixels)
-        found = pipe.identity_embeddings(pixels, image_embeds=embeds, image_encoder=image_encoder,
+        found = pipe.identity_embeddings(pixels, image_embeds=embeds,
+                                         image_encoder=image_encoder.pipeline if image_encoder is not None else None,
                                          **(_face_tools() if arcface else {}))
         if arcface:
             logging.getLogger(__name__).info("PortraitTalk Hallo reference: %s; masks from %s", "; ".join(found.notes),
@@ -166,7 +167,7 @@ class EncodeAudio(io.ComfyNode):
     def execute(cls, animate_net, audio=None, audio_encoder=None, audio_encoder_output=None, fps=0.0) -> io.NodeOutput:
         from ..models.networks.audio import features_from_encoder_output, prepare_waveform
 
-        pipe = animate_net.pipeline if hasattr(animate_net, "pipeline") else animate_net
+        pipe = animate_net.pipeline
         fps = fps or pipe.fps
         if audio_encoder_output is not None:
             features = features_from_encoder_output(audio_encoder_output, name="audio_encoder_output")
@@ -219,8 +220,7 @@ class ApplyDecoupledAttention(io.ComfyNode):
     @classmethod
     def execute(cls, animate_net, identity=None, audio_embeds=None, positive=None, negative=None, text_scale=1.0,
                 identity_scale=1.0, audio_scale=1.0, start_percent=0.0, end_percent=1.0) -> io.NodeOutput:
-        base = animate_net if hasattr(animate_net, "pipeline") else None
-        pipe = base.pipeline if base is not None else animate_net
+        pipe, base = animate_net.pipeline, animate_net.patch  # base: an earlier patch, whose streams are kept
         null = _text(negative)
         if null is None and base is None:  # the model's own empty prompt, from its text encoder if it has one
             load(pipe, "text_encoder")
@@ -228,7 +228,7 @@ class ApplyDecoupledAttention(io.ComfyNode):
         patched = pipe.patch(null_text=null, text=_text(positive), identity=identity, audio=audio_embeds,
                              base=base, text_scale=text_scale, identity_scale=identity_scale, audio_scale=audio_scale,
                              step_range=(min(start_percent, end_percent), max(start_percent, end_percent)))
-        return io.NodeOutput(patched)
+        return io.NodeOutput(handles.AnimateNet(pipe, patched))
 
 
 LONG_AUDIO = ["motion_frames", "blended"]
@@ -286,18 +286,19 @@ class HalloSettings(io.ComfyNode):
                 noise="hallo") -> io.NodeOutput:
         import dataclasses
 
-        if not hasattr(animate_net, "conditioning"):
-            raise ValueError("animate_net is not patched: connect it through 'Apply Decoupled Attention' first")
+        patched = animate_net.patched()
         scale = animate_net.pipeline.latent_scale
 
         def reencode(latents):
             images = vae.decode(latents / scale)
             return (vae.encode(images.reshape(-1, *images.shape[-3:])[..., :3]) * scale).float().cpu()
 
-        conditioning = dataclasses.replace(animate_net.conditioning, region_weights=(pose_weight, face_weight, lip_weight),
+        conditioning = dataclasses.replace(patched.conditioning, region_weights=(pose_weight, face_weight, lip_weight),
                                            long_audio=long_audio, reencode=reencode if vae is not None else None,
                                            reference_rows=reference_rows, noise=noise)
-        return io.NodeOutput(dataclasses.replace(animate_net, conditioning=conditioning))
+        # new values, never changed ones: the input handle may still sit in ComfyUI's cache
+        patch = dataclasses.replace(patched, conditioning=conditioning)
+        return io.NodeOutput(handles.AnimateNet(animate_net.pipeline, patch))
 
 
 NODES = [TextEncode, EncodeIdentity, EncodeAudio, ApplyDecoupledAttention, HalloSettings]

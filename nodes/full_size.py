@@ -10,7 +10,7 @@ from pathlib import Path
 
 from comfy_api.v0_0_2 import io
 
-from . import folders, io_types
+from . import folders, handles, io_types
 from .runtime import WEIGHT_DTYPE_TOOLTIP, WEIGHT_DTYPES
 
 NONE = "none"
@@ -88,11 +88,11 @@ class LoadFullSizeModel(io.ComfyNode):
         clip = comfy.sd.load_checkpoint_guess_config(str(checkpoint), output_vae=False, output_clip=True,
                                                      output_model=False,
                                                      embedding_directory=folder_paths.get_folder_paths("embeddings"))[1]
-        return io.NodeOutput(pipeline, pipeline, clip)
+        return io.NodeOutput(handles.IdentityNet(pipeline), handles.AnimateNet(pipeline), clip)
 
 
 def assembled(checkpoint: Path, motion: Path, weights: Path | None, weight_dtype_choice: str = "auto"):
-    """The pipeline for these files in the chosen precision, assembled once and shared (both outputs, and
+    """The pipeline for these files in the chosen precision, assembled once and shared (both outputs' handles, and
     later runs) while ComfyUI keeps an output that holds it, until a file changes."""
     import comfy.model_management as mm
     import comfy.utils

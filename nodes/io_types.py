@@ -3,10 +3,11 @@ MASK, LATENT, CONDITIONING, VAE, CLIP_VISION, AUDIO_ENCODER_OUTPUT) travels as t
 
 from comfy_api.v0_0_2 import io
 
-IdentityNet = io.Custom("PORTRAITTALK_IDENTITYNET")  # a PortraitTalkPipeline, used for its IdentityNet
-AnimateNet = io.Custom("PORTRAITTALK_ANIMATENET")  # a PortraitTalkPipeline, or a PatchedAnimateNet
-TextEncoder = io.Custom("PORTRAITTALK_TEXT_ENCODER")  # a PortraitTalkPipeline with its own text encoder
-ImageEncoder = io.Custom("PORTRAITTALK_IMAGE_ENCODER")  # a PortraitTalkPipeline or an ImageEncoder
+# the model types carry the handles of nodes/handles.py, each holding the networks its name promises
+IdentityNet = io.Custom("PORTRAITTALK_IDENTITYNET")  # handles.IdentityNet
+AnimateNet = io.Custom("PORTRAITTALK_ANIMATENET")  # handles.AnimateNet, its `patch` set once patched
+TextEncoder = io.Custom("PORTRAITTALK_TEXT_ENCODER")  # handles.TextEncoder
+ImageEncoder = io.Custom("PORTRAITTALK_IMAGE_ENCODER")  # handles.ImageEncoder
 AudioEncoder = io.Custom("PORTRAITTALK_AUDIO_ENCODER")  # MelEncoder or Wav2Vec2Encoder
 Identity = io.Custom("PORTRAITTALK_IDENTITY")  # IdentityFeatures
 AudioEmbeds = io.Custom("PORTRAITTALK_AUDIO_EMBEDS")  # AudioEmbeds

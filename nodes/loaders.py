@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from comfy_api.v0_0_2 import io
 
-from . import folders, io_types
+from . import folders, handles, io_types
 from .runtime import WEIGHT_DTYPE_TOOLTIP, WEIGHT_DTYPES, load_pipeline
 
 MEL = "mel (built in, no weights)"
@@ -15,6 +15,7 @@ class _ModelLoader(io.ComfyNode):
 
     NODE_ID = DISPLAY_NAME = DESCRIPTION = TOOLTIP = ""
     OUTPUT = io_types.IdentityNet
+    HANDLE: type[handles._Handle] = handles.IdentityNet  # what OUTPUT carries
     OUTPUT_NAME = ""
     REQUIRES: str | None = None  # a component the model must bring, with the alternative to name
     ALTERNATIVE = ""
@@ -46,7 +47,7 @@ class _ModelLoader(io.ComfyNode):
         pipeline = load_pipeline(folders.model_path(model_name), weight_dtype)
         if cls.REQUIRES and getattr(pipeline.components, cls.REQUIRES) is None:
             raise ValueError(f"{model_name} has no {cls.REQUIRES.replace('_', ' ')} of its own; {cls.ALTERNATIVE}")
-        return io.NodeOutput(pipeline)
+        return io.NodeOutput(cls.HANDLE(pipeline))
 
 
 class LoadIdentityNet(_ModelLoader):
@@ -54,7 +55,7 @@ class LoadIdentityNet(_ModelLoader):
     DESCRIPTION = ("Loads IdentityNet, which reads the reference portraits once per video and keeps the identity "
                    "consistent, from a PortraitTalk model file in models/portraittalk (or the bundled demo model).")
     TOOLTIP = "PortraitTalk .safetensors model; the bundled demo runs on a CPU."
-    OUTPUT, OUTPUT_NAME = io_types.IdentityNet, "identity_net"
+    OUTPUT, HANDLE, OUTPUT_NAME = io_types.IdentityNet, handles.IdentityNet, "identity_net"
 
 
 class LoadAnimateNet(_ModelLoader):
@@ -62,7 +63,7 @@ class LoadAnimateNet(_ModelLoader):
     DESCRIPTION = ("Loads AnimateNet, the video denoiser with identity, temporal and structure attention that "
                    "'Apply Decoupled Attention' patches and the sampler runs.")
     TOOLTIP = "PortraitTalk .safetensors model; usually the same file as IdentityNet's."
-    OUTPUT, OUTPUT_NAME = io_types.AnimateNet, "animate_net"
+    OUTPUT, HANDLE, OUTPUT_NAME = io_types.AnimateNet, handles.AnimateNet, "animate_net"
 
 
 class LoadTextEncoder(_ModelLoader):
@@ -70,7 +71,7 @@ class LoadTextEncoder(_ModelLoader):
     DESCRIPTION = ("Loads the text encoder that small models such as the bundled demo bring with them. Full-size "
                    "models use ComfyUI's CLIPTextEncode with an SD-1.5 CLIP instead.")
     TOOLTIP = "A PortraitTalk model that includes its own text encoder."
-    OUTPUT, OUTPUT_NAME = io_types.TextEncoder, "text_encoder"
+    OUTPUT, HANDLE, OUTPUT_NAME = io_types.TextEncoder, handles.TextEncoder, "text_encoder"
     REQUIRES, ALTERNATIVE = "text_encoder", "use CLIPTextEncode with an SD-1.5 CLIP"
 
 
@@ -80,7 +81,7 @@ class LoadImageEncoder(_ModelLoader):
                    "(the demo does). Full-size models can use ComfyUI's CLIPVisionLoader (CLIP ViT-H) instead, "
                    "wired to 'Encode Identity'.")
     TOOLTIP = "A PortraitTalk model that includes its own image encoder."
-    OUTPUT, OUTPUT_NAME = io_types.ImageEncoder, "image_encoder"
+    OUTPUT, HANDLE, OUTPUT_NAME = io_types.ImageEncoder, handles.ImageEncoder, "image_encoder"
     REQUIRES, ALTERNATIVE = "image_encoder", "use CLIPVisionLoader (CLIP ViT-H)"
 
 

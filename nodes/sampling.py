@@ -64,10 +64,9 @@ class Sampler(io.ComfyNode):
                 frames=0, structure=None) -> io.NodeOutput:
         from ..models.sampling.sampler import SamplingOptions, context_windows
 
-        if not hasattr(animate_net, "conditioning"):
-            raise ValueError("animate_net is not patched: connect it through 'Apply Decoupled Attention' first")
+        patched = animate_net.patched()
         pipe = animate_net.pipeline
-        num_frames = frames or animate_net.num_frames
+        num_frames = frames or patched.num_frames
         if not num_frames:
             raise ValueError("no frame count: patch in audio_embeds, or set 'frames'")
         maps = None
@@ -77,14 +76,14 @@ class Sampler(io.ComfyNode):
             if maps.shape[0] not in (1, num_frames):
                 raise ValueError(f"structure has {maps.shape[0]} masks; give 1 or one per frame ({num_frames})")
         progress = Progress(steps * len(context_windows(num_frames, window, overlap)), pipe, cls.hidden.unique_id,
-                            num_frames, animate_net.fps)
+                            num_frames, patched.fps)
         options = SamplingOptions(num_frames=num_frames, steps=steps, scheduler=scheduler, karras=karras, seed=seed,
                                   text_guidance=text_guidance, audio_guidance=audio_guidance, window=window,
                                   overlap=overlap, structure=maps, callback=progress)
-        with sampling_memory(pipe, animate_net.conditioning, options):
-            latents = pipe.sample(animate_net.conditioning, options)
+        with sampling_memory(pipe, patched.conditioning, options):
+            latents = pipe.sample(patched.conditioning, options)
         # in place: the sampler's latents are ours, and a copy would double the memory of a long video
-        return io.NodeOutput({"samples": latents.div_(pipe.latent_scale), "portraittalk_fps": animate_net.fps})
+        return io.NodeOutput({"samples": latents.div_(pipe.latent_scale), "portraittalk_fps": patched.fps})
 
 
 class Decode(io.ComfyNode):
@@ -122,7 +121,7 @@ class Decode(io.ComfyNode):
             images = torch.cat([vae.decode(samples[i: i + chunk]) for i in range(0, samples.shape[0], chunk)
                                 if not bar.update_absolute(min(i + chunk, samples.shape[0]))])
         elif animate_net is not None:
-            pipe = animate_net.pipeline if hasattr(animate_net, "pipeline") else animate_net
+            pipe = animate_net.pipeline
             load(pipe, "codec")
             images = pipe.decode(samples, chunk=chunk, scale=pipe.latent_scale,
                                  on_chunk=lambda done, total: bar.update_absolute(done, total))

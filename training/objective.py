@@ -41,7 +41,7 @@ from ..models.networks.temporal import is_temporal_key
 from .data import Batch
 
 STAGES = (1, 2)
-PRETRAINED = ("text_encoder", "image_encoder", "codec")  # trained only in the tiny family, which has its own
+PRETRAINED = ("text_encoder", "image_encoder", "codec")  # frozen where the family's are pretrained (not tiny's own)
 TRAINS = ("stage", "text_stream")  # a stage trains what its stage number says, or only the text stream's K/V
 
 
@@ -87,7 +87,7 @@ class PortraitTalkObjective(nn.Module):
             raise ValueError(f"a stage's 'train' must be one of {TRAINS}, not {train!r}")
         self.stage = stage
         dead = self.dead_parameter_names()
-        frozen = () if self.config["family"] == "tiny" else PRETRAINED
+        frozen = PRETRAINED if family_of(self.config).pretrained_encoders else ()
         text = self.text_stream_names() if train == "text_stream" else set()
         for name, param in self.named_parameters():
             if train == "text_stream":

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..models.families import family_of
 from . import layout
 
 FORMAT = "portraittalk-precomputed"
@@ -106,7 +107,7 @@ def precompute(data_dir, out_dir, components, audio_encoder, *, radius: int, at_
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     index = layout.read_index(data_dir)
     fps, clip_ids = float(index["fps"]), list(index["clips"])
-    frozen_image_encoder = components.config["family"] != "tiny" and components.image_encoder is not None
+    frozen_image_encoder = family_of(components.config).pretrained_encoders and components.image_encoder is not None
     embeds_kind = "per_clip" if identity_embedder is not None else "per_frame" if frozen_image_encoder else None
     out_dir.mkdir(parents=True, exist_ok=True)
     shards, pending, written = {}, {}, 0

@@ -106,6 +106,7 @@ def _sd15(model_config, paths, work_dir, log) -> StartingModel:
 def _hallo(model_config, paths, work_dir, log) -> StartingModel:
     from ..models.networks.codec import build_codec
     from ..models.files.components import load_components
+    from ..models.families import HALLO, family_name
     from ..models.files.hallo import convert_hallo, is_hallo_checkpoint
     from ..models.files.weights import read_model
 
@@ -121,8 +122,8 @@ def _hallo(model_config, paths, work_dir, log) -> StartingModel:
             log(report.summary())
         source = converted
     state, file_config = read_model(source)
-    if file_config.get("family") != "hallo":
-        raise SourceError(f"--source hallo={paths['hallo']}: a model of family {file_config.get('family')!r}, not hallo")
+    if family_name(file_config) != HALLO.name:
+        raise SourceError(f"--source hallo={paths['hallo']}: a model of family {family_name(file_config)!r}, not hallo")
     components = load_components(file_config, state, source)
     config = components.config
     components.codec = build_codec(config["codec"])

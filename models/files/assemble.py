@@ -26,6 +26,7 @@ import torch
 from .components import Components, build_components
 from ..config import load_config
 from .convert import SD15_UNET_PROBE, init_from_sd15, init_temporal_from_animatediff
+from ..families import SD15, family_name
 from .weights import FORMAT, PICKLE_SUFFIXES, ModelFileError, _check_safetensors_header, state_fit
 
 ROLES = {"checkpoint": "an SD-1.5 single-file checkpoint (models/checkpoints)",
@@ -98,8 +99,8 @@ def describe(header: dict, unet_config: dict | None = None) -> str:
     meta = header.get("__metadata__") or {}
     if meta.get("format") == FORMAT:
         try:
-            family = json.loads(meta.get("config", "{}")).get("family")
-        except (ValueError, AttributeError):  # unreadable config: the family stays unknown
+            family = family_name(json.loads(meta.get("config", "{}")))
+        except ValueError:  # unreadable config: the family stays unknown
             family = None
         return f"a PortraitTalk model file (family {family})"
     if any(k.startswith("conditioner.embedders.") for k in keys):
@@ -244,8 +245,8 @@ def assemble_sd15(checkpoint, motion, weights=None, *, dtype: torch.dtype = torc
             progress(done, steps, what)
 
     config = load_config("sd15") if config is None else config
-    if config.get("family") != "sd15":
-        raise ValueError(f"assemble_sd15 builds the sd15 family, not {config.get('family')!r}")
+    if family_name(config) != SD15.name:
+        raise ValueError(f"assemble_sd15 builds the sd15 family, not {family_name(config)!r}")
     check_sources(checkpoint, motion, weights, config)
     step(0, "allocating the model")
     components = _materialise(config, dtype)

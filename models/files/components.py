@@ -84,7 +84,7 @@ def build_components(config: dict, *, with_text_encoder: bool | None = None, wit
     from diffusers import UNet2DConditionModel
     from diffusers.models.embeddings import ImageProjection
 
-    tiny = config["family"] == "tiny"
+    own = not family_of(config).pretrained_encoders  # the model's own encoders and codec (tiny), built here
     unet_cfg, dim = config["unet"], int(config["unet"]["cross_attention_dim"])
     id_tokens, audio = int(config["identity"]["tokens"]), config["audio"]
     base, streams = attention_streams(config)
@@ -108,11 +108,11 @@ def build_components(config: dict, *, with_text_encoder: bool | None = None, wit
                                  int(audio["tokens"]), dim)
     image_proj = ImageProjection(image_embed_dim(config), dim, id_tokens)
     text_encoder = image_encoder = codec = None
-    if tiny if with_text_encoder is None else with_text_encoder:
+    if own if with_text_encoder is None else with_text_encoder:
         text_encoder = TextEncoder.from_config(config["text"])
-    if tiny if with_image_encoder is None else with_image_encoder:
+    if own if with_image_encoder is None else with_image_encoder:
         image_encoder = ImageEncoder.from_config(config["identity"]["image_encoder"])
-    if (tiny if with_codec is None else with_codec) or config["codec"]["type"] == "space_to_depth":
+    if (own if with_codec is None else with_codec) or config["codec"]["type"] == "space_to_depth":
         codec = build_codec(config["codec"])
     assert codec is None or codec.factor == codec_factor(config)
     return Components(config, identity_net, animate_net, image_proj, audio_proj, text_encoder, image_encoder, codec)

@@ -52,3 +52,12 @@ def test_the_pipeline_asks_its_family():
     pipe = PortraitTalkPipeline.from_config("tiny")
     assert pipe.family == TINY and pipe.reference_size(300, 900) == pipe.size
     assert pipe.components.identity_net.identity_is_base is False
+
+
+def test_the_families_say_whose_encoders_they_use():
+    from comfyui_portraittalk.models.families import HALLO, SD15, TINY, family_name
+
+    assert not TINY.pretrained_encoders and not TINY.pretrained_audio_encoder  # its own encoders and codec, mel
+    for family in (SD15, HALLO):  # CLIP, the SD VAE and wav2vec2, from the user's files
+        assert family.pretrained_encoders and family.pretrained_audio_encoder
+    assert family_name({"family": "sd15"}) == "sd15" and family_name({}) is None and family_name([1]) is None
