@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-GOLDEN = Path(__file__).parent / "data" / "hallo" / "golden"
+GOLDEN = Path(__file__).resolve().parents[1] / "data" / "hallo" / "golden"
 TOLERANCE = 1e-5
 FRAMES, CFG = 16, 3.5
 

@@ -22,7 +22,7 @@ from comfyui_portraittalk.training.preprocess_video import clip_id_for
 from comfyui_portraittalk.training.synthtalk.identities import BACKGROUNDS
 from comfyui_portraittalk.training.synthtalk.writer import write_dataset
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
 PHOTOS = sorted(p.name for p in (ASSETS / "examples").glob("*.jpg"))
 
 

@@ -15,7 +15,7 @@ from comfyui_portraittalk.training import synthtalk as st
 from comfyui_portraittalk.training.layout import read_clip, read_index
 
 MOUTH = np.array(st.MOUTH_RGB, np.uint8)
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
 
 
 def mouth_hits(frames):
