@@ -13,7 +13,8 @@ under tests/nodes/: comfyui_root is session-scoped, the rest package-scoped).
                    after adding files if you need fresh combo lists).
     pack_info      what the pack's comfy_entrypoint()/get_node_list() return (packinfo.py).
     comfy_server_factory(before_start=None, **ComfyServer kwargs) -> an extra started server
-                   (own base dir, stopped with the package) for other flags (extra_args=
+                   (own base dir, stopped at the end of the module that made it, so that idle
+                   servers of earlier modules do not share memory with a full-size one) for other flags (extra_args=
                    ["--cache-none"], extra_model_paths={...}); before_start(server) runs after
                    the layout exists and before the process starts (to place files first).
 
@@ -40,6 +41,7 @@ HERE = Path(__file__).resolve().parent
 # "package": one server for everything under tests/nodes/ (sub-packages included), stopped
 # as soon as the last of those tests is done instead of idling through the rest of the run.
 SCOPE = "package"
+RUNNING: list[ComfyServer] = []  # the shared server while it runs (see shared_server_unloaded)
 
 
 def _logger(config: pytest.Config):
@@ -96,9 +98,11 @@ def comfy_server(comfyui_root: Path, tmp_path_factory: pytest.TempPathFactory, r
     log(f"[comfyui] starting {' '.join(server.command())} (base {server.base_dir})")
     server.start(timeout=_timeout())
     log(f"[comfyui] server at {server.url} answered after {server.started_in:.1f} s")
+    RUNNING.append(server)
     try:
         yield server
     finally:
+        RUNNING.remove(server)
         died = not server.is_running()
         rc = server.stop()
         log(f"[comfyui] server stopped (exit {rc}); log: {server.log_path}")
@@ -106,7 +110,7 @@ def comfy_server(comfyui_root: Path, tmp_path_factory: pytest.TempPathFactory, r
             log(f"[comfyui] WARNING: the server had exited during the session; log tail:\n{server.log_tail(40)}")
 
 
-@pytest.fixture(scope=SCOPE)
+@pytest.fixture(scope="module")
 def comfy_server_factory(comfyui_root: Path, tmp_path_factory: pytest.TempPathFactory):
     started: list[ComfyServer] = []
 
@@ -122,6 +126,15 @@ def comfy_server_factory(comfyui_root: Path, tmp_path_factory: pytest.TempPathFa
     yield make
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def shared_server_unloaded():
+    """The shared server, if it runs, has unloaded its models ("Unload models"): for a test that starts a
+    full-size server of its own on a 24 GB machine."""
+    for server in RUNNING:
+        if server.is_running():
+            server.client().free()
 
 
 @pytest.fixture(scope=SCOPE)
