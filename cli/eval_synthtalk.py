@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--karras", action="store_true", help="Karras sigmas (euler, dpmpp_2m)")
     parser.add_argument("--text-guidance", type=float, default=None)
     parser.add_argument("--audio-guidance", type=float, default=None)
+    parser.add_argument("--denoise", type=float, default=None, help="share of the schedule to run (default: the model's)")
     parser.add_argument("--clips", type=int, default=8, help="held-out SynthTalk clips for lip sync and colour")
     parser.add_argument("--trials", type=int, default=5, help="references per text attribute")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         pipeline, args.steps,
         args.text_guidance if args.text_guidance is not None else defaults["text_guidance"],
         args.audio_guidance if args.audio_guidance is not None else defaults["audio_guidance"],
-        scheduler=args.scheduler, karras=args.karras)
+        scheduler=args.scheduler, karras=args.karras, denoise=args.denoise)
     results = protocol.run(setup, clips=args.clips, trials=args.trials)
     text = json.dumps(results, indent=1)
     if args.json:

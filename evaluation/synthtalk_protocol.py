@@ -13,6 +13,12 @@ measured on held-out SynthTalk identities and on real recorded speech.
   prompted with it; a frame shows the attribute when it is nearer (over the attribute's footprint) to the
   ground-truth render with the attribute than to the one without. The same test on the unprompted
   held-out clips gives how often an attribute appears that nobody asked for.
+- **Attribute flicker**: in each of those clips, for each attribute, the share of frames whose presence
+  differs from the clip's majority; reported per attribute as the mean over clips, and the worst clip.
+- **Feature error**: mean absolute error (0..255) against the reference over its features (the pixels
+  where the reference has an edge: face outline, eyebrows, eyes, hair line), leaving out the mouth's
+  neighbourhood, which speech moves. Blur, a lost outline and invented glasses all raise it.
+- **Bundled reference**: the same measures on what `portraittalk demo` makes (the bundled reference and speech).
 - **Drift**: a 20-second clip; the colour error of its last two seconds against its first two.
 """
 
@@ -40,11 +46,12 @@ class Setup:
     seed: int = 0
     scheduler: str | None = None  # None: the model's default
     karras: bool = False
+    denoise: float | None = None  # None: the model's default
 
     def generate(self, reference: np.ndarray, audio: np.ndarray, sample_rate: int, prompt: str | None = None):
         out = self.pipeline([reference], audio, sample_rate, prompt, num_inference_steps=self.steps,
                             text_guidance_scale=self.text_guidance, audio_guidance_scale=self.audio_guidance,
-                            seed=self.seed, scheduler=self.scheduler, karras=self.karras)
+                            seed=self.seed, scheduler=self.scheduler, karras=self.karras, denoise=self.denoise)
         return np.clip(out.frames * 255 + 0.5, 0, 255).astype(np.uint8)
 
 
@@ -95,16 +102,56 @@ def attribute_present(frame: np.ndarray, with_attr: np.ndarray, without_attr: np
     return float(np.abs(f - with_attr[footprint]).mean()) < float(np.abs(f - without_attr[footprint]).mean())
 
 
-def shows_attribute(frames: np.ndarray, identity, base: dict, wanted: dict, size: int) -> bool:
-    """Whether most frames look more like `wanted` than like `base` where their renders differ (the mouth's
-    neighbourhood left out, since speech moves it)."""
+def attribute_per_frame(frames: np.ndarray, identity, base: dict, wanted: dict, size: int) -> np.ndarray:
+    """For each frame, whether it looks more like `wanted` than like `base` where their renders differ (the
+    mouth's neighbourhood left out, since speech moves it)."""
     from ..training import synthtalk as st
 
     with_attr = st.render_reference(identity, wanted, size=size)
     without = st.render_reference(identity, base, size=size)
-    _, _, lip = st.render_frames(identity, wanted, size, [1.0], [1.0], [0.0], [(0.0, 0.0, 1.0, 0.0)])
-    exclude = _dilate(lip[0] > 0, 3)
-    return float(np.mean([attribute_present(f, with_attr, without, exclude) for f in frames])) > 0.5
+    exclude = _dilate(_lip_region(identity, wanted, size), 3)
+    return np.array([attribute_present(f, with_attr, without, exclude) for f in frames])
+
+
+def shows_attribute(frames: np.ndarray, identity, base: dict, wanted: dict, size: int) -> bool:
+    """Whether most frames show `wanted` rather than `base` (attribute_per_frame)."""
+    return bool(attribute_per_frame(frames, identity, base, wanted, size).mean() > 0.5)
+
+
+def other_background_per_frame(frames: np.ndarray, region: np.ndarray, background: str) -> np.ndarray:
+    """For each frame, whether the median colour of the background region is nearer to another colour of
+    SynthTalk's palette than to `background`."""
+    from ..training.synthtalk.identities import BACKGROUNDS
+
+    names = list(BACKGROUNDS)
+    palette = np.array([BACKGROUNDS[n] for n in names], np.float64)
+    medians = np.median(frames[:, region].astype(np.float64), axis=1)  # [F, 3]
+    nearest = np.abs(medians[:, None, :] - palette[None]).sum(-1).argmin(1)
+    return nearest != names.index(background)
+
+
+def flicker(present: np.ndarray) -> float:
+    """The share of frames whose attribute presence differs from the clip's majority."""
+    return float(min(present.mean(), 1.0 - present.mean())) if len(present) else 0.0
+
+
+def feature_error(frames: np.ndarray, reference: np.ndarray, exclude: np.ndarray) -> float:
+    """Mean absolute error (0..255) of the frames against the reference over the reference's edges (outline,
+    brows, eyes, hair line), `exclude` (the mouth's neighbourhood) left out."""
+    from scipy.ndimage import sobel
+
+    grey = reference.astype(np.float64).mean(-1)
+    edges = np.hypot(sobel(grey, 0), sobel(grey, 1)) > 4 * 40.0  # a step of ~40 grey levels (Sobel gain 4)
+    region = _dilate(edges, 1) & ~exclude
+    return float(np.abs(frames[:, region].astype(np.float64) - reference[region]).mean())
+
+
+def _lip_region(identity, attributes: dict, size: int) -> np.ndarray:
+    """Where the lips reach with the mouth wide open, in the neutral pose."""
+    from ..training import synthtalk as st
+
+    _, _, lip = st.render_frames(identity, attributes, size, [1.0], [1.0], [0.0], [(0.0, 0.0, 1.0, 0.0)])
+    return lip[0] > 0
 
 
 def real_speech() -> list[tuple[str, np.ndarray, int]]:
@@ -135,6 +182,27 @@ def real_speech() -> list[tuple[str, np.ndarray, int]]:
     return levelled
 
 
+def bundled_reference(setup: Setup, size: int) -> dict:
+    """What `portraittalk demo` makes (the bundled reference and speech): lip sync, feature error, and each
+    attribute's share of frames, none of them prompted."""
+    from ..media import read_audio
+    from ..training import synthtalk as st
+    from ..training.synthtalk.demo import DEMO_IDENTITY_SEED
+
+    identity, base = st.make_identity(DEMO_IDENTITY_SEED), {"glasses": False, "hat": False, "smiling": False,
+                                                             "background": "gray"}
+    reference = st.render_reference(identity, base, size=size)
+    wav, rate = read_audio(Path(__file__).resolve().parent.parent / "assets" / "demo_speech.wav")
+    frames = setup.generate(reference, wav, rate)
+    shares = {a: round(float(attribute_per_frame(frames, identity, base, dict(base, **{a: True}), size).mean()), 3)
+              for a in ("glasses", "hat", "smiling")}
+    shares["background"] = round(float(other_background_per_frame(frames, _regions(identity, base, size)[1],
+                                                                  "gray").mean()), 3)
+    return {"lip_sync_r": lip_sync(frames, wav, rate)["r"],
+            "feature_error": round(feature_error(frames, reference, _dilate(_lip_region(identity, base, size), 3)), 2),
+            "attribute_frames": shares}
+
+
 def _test_clip(seed: int, index: int, seconds: float, size: int, attributes: dict):
     """A held-out clip: test-split identity seeds are odd, training ones even."""
     from ..training import synthtalk as st
@@ -157,27 +225,45 @@ def run(setup: Setup, *, clips: int = 8, seconds: float = 4.0, trials: int = 5, 
     results: dict = {"settings": {"steps": setup.steps, "scheduler": setup.scheduler or
                                   setup.pipeline.config["sampling"]["scheduler"], "karras": setup.karras,
                                   "text_guidance": setup.text_guidance,
-                                  "audio_guidance": setup.audio_guidance, "mouth_tolerance": MOUTH_TOLERANCE,
+                                  "audio_guidance": setup.audio_guidance,
+                                  "denoise": setup.denoise or setup.pipeline.config["sampling"].get("denoise", 1.0),
+                                  "mouth_tolerance": MOUTH_TOLERANCE,
                                   "max_lag": MAX_LAG}}
     began = time.time()
 
     # held-out SynthTalk clips (test-split identities), neutral look, no prompt
-    synth_r, colour, unprompted = [], [], {"glasses": 0, "hat": 0, "smiling": 0}
+    synth_r, colour, features = [], [], []
+    unprompted = {"glasses": 0, "hat": 0, "smiling": 0, "background": 0}
+    flickers: dict[str, list[float]] = {k: [] for k in unprompted}
     for i in range(clips):
         clip = _test_clip(1234, i, seconds, size, {"glasses": False, "hat": False, "smiling": False})
+        base = clip.meta["attributes"]
         identity = st.Identity.from_dict(clip.meta["identity"])
-        reference = st.render_reference(identity, clip.meta["attributes"], size=size)
+        reference = st.render_reference(identity, base, size=size)
         frames = setup.generate(reference, clip.audio, clip.sample_rate)
         synth_r.append(lip_sync(frames, clip.audio, clip.sample_rate)["r"])
-        colour.append(colour_error(frames, reference, *_regions(identity, clip.meta["attributes"], size)))
+        colour.append(colour_error(frames, reference, *_regions(identity, base, size)))
+        features.append(feature_error(frames, reference, _dilate(_lip_region(identity, base, size), 3)))
+        background_region = _regions(identity, base, size)[1]
         for attribute in unprompted:  # nothing was asked for, so nothing should appear
-            unprompted[attribute] += int(shows_attribute(frames, identity, clip.meta["attributes"],
-                                                         dict(clip.meta["attributes"], **{attribute: True}), size))
+            if attribute == "background":
+                present = other_background_per_frame(frames, background_region, base["background"])
+            else:
+                present = attribute_per_frame(frames, identity, base, dict(base, **{attribute: True}), size)
+            unprompted[attribute] += int(present.mean() > 0.5)
+            flickers[attribute].append(flicker(present))
     results["lip_sync_synthtalk"] = {"r_mean": round(float(np.mean(synth_r)), 3), "r": synth_r}
     results["colour_error"] = {k: round(float(np.mean([c[k] for c in colour])), 2) for k in ("skin", "background")}
+    results["feature_error"] = {"mean": round(float(np.mean(features)), 2), "per_clip": [round(f, 2) for f in features]}
     results["unprompted_attributes"] = {k: round(v / clips, 2) for k, v in unprompted.items()}
+    results["attribute_flicker"] = {k: {"mean": round(float(np.mean(v)), 3), "worst": round(float(np.max(v)), 3)}
+                                    for k, v in flickers.items()}
     log(f"SynthTalk lip sync r={results['lip_sync_synthtalk']['r_mean']}, colour {results['colour_error']}, "
-        f"attributes appearing unprompted {results['unprompted_attributes']}")
+        f"feature error {results['feature_error']['mean']}, attributes appearing unprompted "
+        f"{results['unprompted_attributes']}, flicker {results['attribute_flicker']}")
+
+    results["bundled_reference"] = bundled_reference(setup, size)
+    log(f"bundled reference {results['bundled_reference']}")
 
     # real speech on held-out identities
     real = {}
@@ -189,9 +275,9 @@ def run(setup: Setup, *, clips: int = 8, seconds: float = 4.0, trials: int = 5, 
     log(f"real speech lip sync r={results['lip_sync_real_speech']['r_mean']}")
 
     # text attributes on references that lack them
-    attrs_out = {}
+    attrs_out, prompted_flicker = {}, {}
     for attribute in ("glasses", "hat", "smiling", "background"):
-        hits = 0
+        hits, flickers_here = 0, []
         for k in range(trials):
             identity = _test_identity(100 + k)
             base = {"glasses": False, "hat": False, "smiling": False, "background": "gray"}
@@ -200,10 +286,15 @@ def run(setup: Setup, *, clips: int = 8, seconds: float = 4.0, trials: int = 5, 
             reference = st.render_reference(identity, base, size=size)
             clip_audio = _test_clip(555, k, 1.2, size, base).audio
             frames = setup.generate(reference, clip_audio, 16000, st.caption_for(wanted))
-            hits += int(shows_attribute(frames, identity, base, wanted, size))
+            present = attribute_per_frame(frames, identity, base, wanted, size)
+            hits += int(present.mean() > 0.5)
+            flickers_here.append(flicker(present))
         attrs_out[attribute] = round(hits / trials, 2)
+        prompted_flicker[attribute] = {"mean": round(float(np.mean(flickers_here)), 3),
+                                       "worst": round(float(np.max(flickers_here)), 3)}
     results["attributes"] = attrs_out
-    log(f"attributes {attrs_out}")
+    results["prompted_attribute_flicker"] = prompted_flicker
+    log(f"attributes {attrs_out}, flicker {prompted_flicker}")
 
     # identity drift over a long clip
     clip = _test_clip(4321, 0, drift_seconds, size, {"glasses": False, "hat": False, "smiling": False,

@@ -1,0 +1,67 @@
+"""The SynthTalk protocol's per-frame measures, on SynthTalk's own ground-truth renders: an attribute the
+render has is found in every frame and one it lacks in none, flicker counts the frames against the
+majority, feature error is zero on the reference and grows with blur, and a changed background is seen."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.ndimage import gaussian_filter
+
+from comfyui_portraittalk.evaluation import synthtalk_protocol as protocol
+from comfyui_portraittalk.training import synthtalk as st
+
+SIZE = 64
+PLAIN = {"glasses": False, "hat": False, "smiling": False, "background": "gray"}
+
+
+@pytest.fixture(scope="module")
+def identity():
+    return st.make_identity(2 * 50_000 + 1)
+
+
+def _clip(identity, attributes, frames=12):
+    """Ground-truth frames of a speaking face: the mouth opens and closes, the head moves a little."""
+    t = np.linspace(0, 1, frames)
+    pose = [(0.01 * np.sin(6 * x), 0.0, 1.0, 0.0) for x in t]
+    rendered, _, _ = st.render_frames(identity, attributes, SIZE, 0.5 + 0.5 * np.sin(9 * t), [0.5] * frames,
+                                      [0.0] * frames, pose)
+    return rendered
+
+
+@pytest.mark.parametrize("attribute", ["glasses", "hat", "smiling"])
+def test_an_attribute_is_found_in_every_frame_that_has_it_and_in_none_that_lacks_it(identity, attribute):
+    wanted = dict(PLAIN, **{attribute: True})
+    with_it = protocol.attribute_per_frame(_clip(identity, wanted), identity, PLAIN, wanted, SIZE)
+    without = protocol.attribute_per_frame(_clip(identity, PLAIN), identity, PLAIN, wanted, SIZE)
+    assert with_it.all() and not without.any()
+    assert protocol.flicker(with_it) == 0.0 and protocol.flicker(without) == 0.0
+
+
+def test_flicker_is_the_share_of_frames_against_the_majority(identity):
+    wanted = dict(PLAIN, glasses=True)
+    frames = np.concatenate([_clip(identity, PLAIN, 9), _clip(identity, wanted, 3)])  # glasses in 3 of 12
+    present = protocol.attribute_per_frame(frames, identity, PLAIN, wanted, SIZE)
+    assert present.sum() == 3
+    assert protocol.flicker(present) == pytest.approx(0.25)
+    assert not protocol.shows_attribute(frames, identity, PLAIN, wanted, SIZE)
+
+
+def test_feature_error_is_zero_on_the_reference_and_grows_with_blur_and_invented_glasses(identity):
+    reference = st.render_reference(identity, PLAIN, size=SIZE)
+    mouth = protocol._dilate(protocol._lip_region(identity, PLAIN, SIZE), 3)
+    same = protocol.feature_error(reference[None], reference, mouth)
+    blurred = lambda sigma: gaussian_filter(reference.astype(np.float64), (sigma, sigma, 0)).round().astype(np.uint8)  # noqa: E731
+    slight, strong = (protocol.feature_error(blurred(s)[None], reference, mouth) for s in (0.7, 1.5))
+    glasses = protocol.feature_error(st.render_reference(identity, dict(PLAIN, glasses=True), size=SIZE)[None],
+                                     reference, mouth)
+    assert same == 0.0 and 0.0 < slight < strong and glasses > 3.0
+    # the mouth's neighbourhood is left out: a wide-open mouth alone costs nothing there
+    speaking = _clip(identity, PLAIN, 12)
+    assert protocol.feature_error(speaking, reference, mouth) < slight
+
+
+def test_another_background_is_seen_per_frame(identity):
+    region = protocol._regions(identity, PLAIN, SIZE)[1]
+    frames = np.concatenate([_clip(identity, PLAIN, 4), _clip(identity, dict(PLAIN, background="blue"), 2)])
+    assert protocol.other_background_per_frame(frames, region, "gray").tolist() == [False] * 4 + [True] * 2
