@@ -23,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
                              "setting")
     parser.add_argument("--text-guidance", type=float, default=None)
     parser.add_argument("--audio-guidance", type=float, default=None)
+    parser.add_argument("--denoise", type=float, default=None,
+                        help="share of the schedule to run (0..1]; below 1 starts from the noised reference "
+                             "(default: the model's)")
     parser.add_argument("--upscale", type=int, default=1, help="enlarge frames by this factor (nearest neighbour)")
     parser.add_argument("--dtype", choices=sorted(DTYPE_NAMES), default="fp32",
                         help="precision of the networks' weights (fp16/bf16 halve their memory; the codec stays fp32)")
@@ -31,13 +34,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--karras needs --scheduler euler or dpmpp_2m")
     generate(args.image, args.audio, args.out, prompt=args.prompt, model=args.model, steps=args.steps, seed=args.seed,
              text_guidance=args.text_guidance, audio_guidance=args.audio_guidance, scheduler=args.scheduler,
-             karras=args.karras, upscale=args.upscale, dtype=args.dtype)
+             karras=args.karras, upscale=args.upscale, dtype=args.dtype, denoise=args.denoise)
     return 0
 
 
 def generate(image: Path, audio: Path, out: Path, *, prompt: str | None, model: str, steps: int | None,
              seed: int, text_guidance: float | None, audio_guidance: float | None, scheduler: str | None,
-             karras: bool = False, upscale: int = 1, dtype: str = "fp32") -> Path:
+             karras: bool = False, upscale: int = 1, dtype: str = "fp32", denoise: float | None = None) -> Path:
     """Sample `model` on one portrait and speech file and write `out` (mp4 with the audio)."""
     from PIL import Image
     from tqdm.auto import tqdm
@@ -57,7 +60,7 @@ def generate(image: Path, audio: Path, out: Path, *, prompt: str | None, model: 
 
     result = pipeline([Image.open(image)], wav, rate, prompt, num_inference_steps=steps, seed=seed,
                       text_guidance_scale=text_guidance, audio_guidance_scale=audio_guidance, scheduler=scheduler,
-                      karras=karras, callback=progress)
+                      karras=karras, denoise=denoise, callback=progress)
     bar.close()
     frames = (result.frames * 255 + 0.5).clip(0, 255).astype("uint8")
     if upscale > 1:  # the demo model draws 64×64 frames: enlarge them for viewing

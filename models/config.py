@@ -63,6 +63,15 @@ def validate(config: dict) -> None:
         raise ConfigError(f"latent size {latent} is not divisible by the UNet's downsampling")
     if 2 ** (len(config["structure"]["channels"]) - 1) != codec_factor(config):
         raise ConfigError("the structure encoder must downsample by the codec factor")
+    if structure_reads_reference(config) and config["structure"]["in_channels"] != 4:
+        raise ConfigError("a structure encoder that reads the reference takes 4 channels (the face mask and RGB), "
+                          f"not {config['structure']['in_channels']}")
+
+
+def structure_reads_reference(config: dict) -> bool:
+    """Whether the structure encoder reads the reference image beside the face mask: a pixel-aligned path for
+    the reference, which the model can read even at the noisiest timesteps (the demo model's choice)."""
+    return bool(config["structure"].get("reference", False))
 
 
 def codec_factor(config: dict) -> int:

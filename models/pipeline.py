@@ -17,9 +17,10 @@ from .networks.attention import StreamScales
 from .networks.audio import AudioFeatures, AudioInputError, features_per_frame, frame_windows, prepare_waveform
 from .audio_contract import num_video_frames
 from .files.components import Components, build_components, default_audio_encoder, load_components, save_components
-from .config import load_config
+from .config import load_config, structure_reads_reference
 from .families import MOTION_FRAMES, Family, family_of
 from .networks.identity_net import IdentityFeatures
+from .networks.structure import with_reference
 from .sampling.sampler import SamplingOptions, SamplingProgress, VideoConditioning, sample_video
 from .files.weights import read_model
 
@@ -432,8 +433,15 @@ class PortraitTalkPipeline:
                 box, size=(shape[1] * self._factor(), shape[2] * self._factor()), mode="bilinear", align_corners=False))
         if options.reencode is None and components.codec is not None:
             options = dataclasses.replace(options, reencode=self._reencode)
+        if structure_reads_reference(self.config) and identity is not None and identity.latents is not None:
+            pixels = (components.codec.decode(identity.latents[:1].float()) + 1) / 2  # the first reference
+            mask = None if options.structure is None else options.structure.float()
+            options = dataclasses.replace(options, structure=with_reference(mask, pixels[0].clamp(0, 1)))
         count = self.family.motion_frames
         if count and self.family.long_audio_scheme(options.long_audio) == MOTION_FRAMES:
+            if options.skipped_steps():
+                raise ValueError("denoise below 1 applies to blended windows; Hallo's motion frames run the whole "
+                                 "schedule (set long_audio to 'blended', or denoise 1)")
             return sample_motion_frames(components.animate_net, components.identity_net, conditioning, options, shape,
                                         self.config["scheduler"], joint=joint)
         motion = None
@@ -444,8 +452,9 @@ class PortraitTalkPipeline:
             motion = motion_features(components.identity_net, components.animate_net, first,
                                      first.latents[:1].repeat(count, 1, 1, 1), make_passes(conditioning, options, joint),
                                      conditioning.null_text, follows_hallo(options, "reference_rows", joint))
+        start = identity.latents[:1] if identity is not None and identity.latents is not None else None
         return sample_video(components.animate_net, conditioning, options, shape, self.config["scheduler"],
-                            joint=joint, motion=motion)
+                            joint=joint, motion=motion, start=start)
 
     def video_latent_shape(self, conditioning: VideoConditioning, size: int | None = None) -> tuple[int, int, int]:
         """(channels, h, w) of the video's latents: the model's size, or the reference's for Hallo-style models."""
@@ -525,7 +534,7 @@ class PortraitTalkPipeline:
                  text_guidance_scale: float | None = None, audio_guidance_scale: float | None = None,
                  num_inference_steps: int | None = None, scheduler: str | None = None, karras: bool = False,
                  seed: int = 0, window: int | None = None, overlap: int | None = None, structure=None,
-                 callback=None) -> PortraitTalkOutput:
+                 denoise: float | None = None, callback=None) -> PortraitTalkOutput:
         defaults = self.config["sampling"]
         if self.components.text_encoder is None and not prompt:
             text, null_text = None, self.null_text()
@@ -544,7 +553,8 @@ class PortraitTalkPipeline:
             text_guidance=defaults["text_guidance"] if text_guidance_scale is None else text_guidance_scale,
             audio_guidance=defaults["audio_guidance"] if audio_guidance_scale is None else audio_guidance_scale,
             window=window or defaults["window"], overlap=defaults["overlap"] if overlap is None else overlap,
-            structure=structure, callback=callback)
+            structure=structure, callback=callback,
+            denoise=defaults.get("denoise", 1.0) if denoise is None else denoise)
         frames = self.decode(self.sample(cond, options))
         return PortraitTalkOutput(frames.numpy(), embeds.fps, trim_audio(audio, sample_rate, embeds.num_frames, embeds.fps),
                                   int(sample_rate))

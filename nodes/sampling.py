@@ -43,6 +43,10 @@ class Sampler(io.ComfyNode):
                 io.Mask.Input("structure", optional=True,
                               tooltip="Face-region mask: one for all frames, or one per frame (e.g. from "
                                       "'Crop Face')."),
+                io.Float.Input("denoise", default=1.0, min=0.05, max=1.0, step=0.05, optional=True,
+                               tooltip="Share of the schedule to run, as in KSampler: below 1, sampling starts "
+                                       "from the reference noised to that level (keeps more of its look; "
+                                       "too low freezes the face)."),
             ],
             outputs=[io.Latent.Output("latent")],
             hidden=[io.Hidden.unique_id],
@@ -61,7 +65,7 @@ class Sampler(io.ComfyNode):
 
     @classmethod
     def execute(cls, animate_net, steps, scheduler, karras, seed, text_guidance, audio_guidance, window, overlap,
-                frames=0, structure=None) -> io.NodeOutput:
+                frames=0, structure=None, denoise=1.0) -> io.NodeOutput:
         from ..models.sampling.sampler import SamplingOptions, context_windows
 
         patched = animate_net.patched()
@@ -75,11 +79,11 @@ class Sampler(io.ComfyNode):
                                                    size=(pipe.size, pipe.size), mode="bilinear", align_corners=False)
             if maps.shape[0] not in (1, num_frames):
                 raise ValueError(f"structure has {maps.shape[0]} masks; give 1 or one per frame ({num_frames})")
-        progress = Progress(steps * len(context_windows(num_frames, window, overlap)), pipe, cls.hidden.unique_id,
-                            num_frames, patched.fps)
         options = SamplingOptions(num_frames=num_frames, steps=steps, scheduler=scheduler, karras=karras, seed=seed,
                                   text_guidance=text_guidance, audio_guidance=audio_guidance, window=window,
-                                  overlap=overlap, structure=maps, callback=progress)
+                                  overlap=overlap, structure=maps, denoise=denoise)
+        runs = (steps - options.skipped_steps()) * len(context_windows(num_frames, window, overlap))
+        options.callback = Progress(runs, pipe, cls.hidden.unique_id, num_frames, patched.fps)
         with sampling_memory(pipe, patched.conditioning, options):
             latents = pipe.sample(patched.conditioning, options)
         # in place: the sampler's latents are ours, and a copy would double the memory of a long video

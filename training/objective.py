@@ -35,8 +35,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.networks.attention import AttentionContext, IdentityBank
-from ..models.config import attention_streams
+from ..models.config import attention_streams, structure_reads_reference
 from ..models.families import family_of
+from ..models.networks.structure import with_reference
 from ..models.networks.temporal import is_temporal_key
 from .data import Batch
 
@@ -207,8 +208,14 @@ class PortraitTalkObjective(nn.Module):
         hidden = self._patch_mask(latent, per_row) * (per_row(torch.rand) < cfg.mask_probability).view(-1, 1, 1, 1, 1)
         noisy = torch.where(hidden.bool(), per_row(torch.randn, *latent), noisy)
         # a dropped structure map still runs through the encoder, with weight 0
-        keep_structure = torch.full((rows,), 0.0 if once() < cfg.structure_dropout else 1.0, device=device)
-        pred = self.animate_net(noisy, t, context, ctx, batch.face, structure_weight=keep_structure)
+        keep_mask = 0.0 if once() < cfg.structure_dropout else 1.0
+        if structure_reads_reference(self.config):
+            # the reference's own path: the mask is dropped alone, the whole map with the identity
+            structure = with_reference(batch.face * keep_mask, self._reference_pixels(batch))
+            keep_structure = torch.full((rows,), keep_identity, device=device)
+        else:
+            structure, keep_structure = batch.face, torch.full((rows,), keep_mask, device=device)
+        pred = self.animate_net(noisy, t, context, ctx, structure, structure_weight=keep_structure)
 
         factor = batch.face.shape[-1] // x0.shape[-1]
         face = F.avg_pool2d(flat(batch.face), factor).view(rows, frames, 1, *x0.shape[-2:])
@@ -223,6 +230,13 @@ class PortraitTalkObjective(nn.Module):
         masked = masked_rows.mean() / max(cfg.mask_probability, 1e-6)
         loss = denoise + cfg.mask_loss_weight * masked
         return {"loss": loss, "denoise": denoise.detach(), "mask_reconstruction": masked.detach()}
+
+    def _reference_pixels(self, batch: Batch) -> torch.Tensor:
+        """The references `[B, 3, S, S]` in 0..1, decoded from their latents where the batch has none."""
+        if batch.references is not None:
+            return batch.references
+        pixels = self.codec.decode(batch.reference_latents.float()).to(batch.reference_latents.device)
+        return ((pixels + 1) / 2).clamp(0, 1)
 
     def _target(self, x0: torch.Tensor, noise: torch.Tensor, t_frames: torch.Tensor) -> torch.Tensor:
         """What the model predicts, by the schedule's prediction type (v, noise, or the clean sample)."""

@@ -38,3 +38,14 @@ class StructureEncoder(nn.Module):
         for block in self.blocks:
             x = nn.functional.silu(block(x))
         return self.conv_out(x)
+
+
+def with_reference(mask: torch.Tensor | None, reference: torch.Tensor) -> torch.Tensor:
+    """The map of a structure encoder that reads the reference: the face mask (zeros where there is none) and
+    the reference RGB in 0..1, as channels. `mask` is `[..., F, 1, H, W]` (or None), `reference` `[..., 3, H, W]`,
+    one per leading index; the result is `[..., F, 4, H, W]` (F = 1 without a mask)."""
+    reference = reference.unsqueeze(-4)
+    if mask is None:
+        mask = reference.new_zeros((*reference.shape[:-3], 1, *reference.shape[-2:]))
+    reference = reference.to(mask.dtype).expand(*mask.shape[:-3], 3, *mask.shape[-2:])
+    return torch.cat([mask, reference], dim=-3)

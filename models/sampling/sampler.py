@@ -192,6 +192,14 @@ class SamplingOptions:
     # Hallo fidelity (None: the model's default, "hallo" under Hallo's joint guidance, else "own"):
     reference_rows: str | None = None  # "hallo": the reference rows of Hallo's batched guidance pass (bank_rows)
     noise: str | None = None  # "hallo": each window draws from one generator seeded once (motion frames only)
+    # the share of the schedule that runs, as ComfyUI's KSampler "denoise": below 1, sampling starts from the
+    # reference latent noised to that level, so the first estimates already see the reference's face
+    denoise: float = 1.0
+
+    def skipped_steps(self) -> int:
+        if not 0.0 < self.denoise <= 1.0:
+            raise ValueError(f"denoise must be in (0, 1], not {self.denoise}")
+        return min(self.steps - 1, int(round(self.steps * (1.0 - self.denoise))))
 
 
 FIDELITY_MODES = ("hallo", "own")
@@ -334,8 +342,8 @@ def window_segments(windows: list[tuple[int, int]], num_frames: int) -> list[tup
 
 @torch.no_grad()
 def sample_video(animate_net, conditioning: VideoConditioning, options: SamplingOptions, latent_shape: tuple[int, int, int],
-                 scheduler_config: dict, *, joint: bool = False, motion: dict[str, torch.Tensor] | None = None
-                 ) -> torch.Tensor:
+                 scheduler_config: dict, *, joint: bool = False, motion: dict[str, torch.Tensor] | None = None,
+                 start: torch.Tensor | None = None) -> torch.Tensor:
     """Denoise a whole video; returns latents `[F, C, h, w]` (float32, CPU).
 
     Every step runs the windows in order and blends their predictions; the frames a window completes
@@ -343,6 +351,7 @@ def sample_video(animate_net, conditioning: VideoConditioning, options: Sampling
     multistep schedulers keep per-segment histories). Beyond the latents themselves, memory holds only
     the predictions of the frames still open, about one window. `joint` selects Hallo's guidance;
     `motion` holds fixed motion-frame features (Hallo's first-window motion frames) for every window.
+    `start` (`[1, C, h, w]`, the reference latent) is what `options.denoise` < 1 starts from.
     """
     check_window(animate_net, options.window)
     frames = options.num_frames
@@ -352,7 +361,21 @@ def sample_video(animate_net, conditioning: VideoConditioning, options: Sampling
     for scheduler in schedulers:
         scheduler.set_timesteps(options.steps)
     timesteps = schedulers[0].timesteps
-    latents = initial_noise((frames, *latent_shape), options.seed).mul_(schedulers[0].init_noise_sigma)
+    latents = initial_noise((frames, *latent_shape), options.seed)
+    skip = options.skipped_steps()
+    if skip and start is None:
+        raise ValueError(f"denoise {options.denoise} starts from the reference: give an identity, or denoise 1")
+    if skip and tuple(start.shape[1:]) != tuple(latent_shape):
+        raise ValueError(f"denoise below 1 starts from the reference, whose latent {tuple(start.shape[1:])} is not "
+                         f"the video's {tuple(latent_shape)}: use references of the video's size, or denoise 1")
+    if skip:  # img2img: the schedule's tail, from the reference noised to its first timestep
+        timesteps = timesteps[skip:]
+        for scheduler in schedulers:  # the index-based ones (Euler, DPM++) must start there too; DDIM reads t
+            if hasattr(scheduler, "set_begin_index"):
+                scheduler.set_begin_index(skip * scheduler.order)
+        latents = schedulers[0].add_noise(start.float().cpu().expand_as(latents), latents, timesteps[:1])
+    else:
+        latents.mul_(schedulers[0].init_noise_sigma)
     denoise = make_denoiser(animate_net, conditioning, options, joint)
     weights = [window_weights(s, e, frames, options.overlap) for s, e in windows]
     for step, t in enumerate(timesteps):

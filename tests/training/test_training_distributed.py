@@ -204,15 +204,17 @@ def test_each_rank_reads_its_own_rows_of_one_global_batch(data):
         assert ranks[0].rng.bit_generator.state == whole.rng.bit_generator.state
 
 
-@pytest.mark.parametrize("stage", [1, 2])
-def test_every_trainable_parameter_gets_a_gradient_whatever_is_dropped(data, stage):
+@pytest.mark.parametrize("stage,overrides", [(1, None), (2, None),
+                                             (1, {"structure": {"in_channels": 4, "reference": True}})],
+                         ids=["stage1", "stage2", "stage1-structure-reads-reference"])
+def test_every_trainable_parameter_gets_a_gradient_whatever_is_dropped(data, stage, overrides):
     from comfyui_portraittalk.models.files.components import build_components, default_audio_encoder
     from comfyui_portraittalk.models.config import load_config
     from comfyui_portraittalk.training.data import ClipStore, PairSampler, VideoSampler
     from comfyui_portraittalk.training.objective import LossConfig, PortraitTalkObjective
 
     torch.manual_seed(0)
-    model = load_config("tiny")
+    model = load_config("tiny", overrides)
     components = build_components(model)
     store = ClipStore(data, default_audio_encoder(model), int(model["audio"]["window_radius"]))
     sampler_cls = PairSampler if stage == 1 else VideoSampler

@@ -1,0 +1,90 @@
+"""Two ways the reference reaches AnimateNet where the noisy frame shows nothing yet: a structure encoder that
+reads the reference beside the face mask (`structure.reference`, the demo model's), and `denoise` < 1, which
+starts sampling from the reference noised to a later timestep (ComfyUI's KSampler "denoise")."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from comfyui_portraittalk.models import PortraitTalkPipeline
+from comfyui_portraittalk.models.config import ConfigError, load_config
+from comfyui_portraittalk.models.networks.structure import with_reference
+from comfyui_portraittalk.models.sampling.sampler import SamplingOptions
+
+READS_REFERENCE = {"structure": {"in_channels": 4, "reference": True}}
+
+
+def test_with_reference_stacks_the_mask_and_the_reference_for_every_frame():
+    reference = torch.rand(3, 8, 8)
+    mask = torch.rand(5, 1, 8, 8)
+    out = with_reference(mask, reference)
+    assert out.shape == (5, 4, 8, 8)
+    assert torch.equal(out[:, :1], mask) and torch.equal(out[3, 1:], reference)
+    alone = with_reference(None, reference)  # no mask: zeros in its channel, one map for all frames
+    assert alone.shape == (1, 4, 8, 8) and not alone[:, 0].any()
+    rows = with_reference(torch.rand(2, 3, 1, 8, 8), torch.rand(2, 3, 8, 8))  # training: a reference per row
+    assert rows.shape == (2, 3, 4, 8, 8)
+
+
+def test_a_reference_reading_structure_encoder_needs_four_channels():
+    with pytest.raises(ConfigError, match="4 channels"):
+        load_config("tiny", {"structure": {"reference": True}})
+    assert load_config("tiny", READS_REFERENCE)["structure"]["in_channels"] == 4
+
+
+@pytest.fixture(scope="module")
+def reading_pipe():
+    """A tiny pipeline whose structure encoder reads the reference, with a live (non-zero) output layer."""
+    pipe = PortraitTalkPipeline.from_config(load_config("tiny", READS_REFERENCE), seed=0)
+    out = pipe.components.animate_net.structure.conv_out
+    with torch.no_grad():
+        out.weight.copy_(torch.randn(out.weight.shape, generator=torch.Generator().manual_seed(1)) * 0.05)
+    return pipe
+
+
+def test_the_reference_reaches_the_structure_encoder_without_a_mask(reading_pipe, reference_images, speechlike):
+    wave, sr = speechlike
+    seen = []
+    encoder = reading_pipe.components.animate_net.structure
+    hook = encoder.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()))
+    try:
+        out = reading_pipe([reference_images[0]], wave[: sr // 2], sr, None, num_inference_steps=2, window=8, overlap=2)
+        other = reading_pipe([reference_images[1]], wave[: sr // 2], sr, None, num_inference_steps=2, window=8, overlap=2)
+    finally:
+        hook.remove()
+    maps = seen[0]
+    assert maps.shape[1] == 4 and not maps[:, 0].any()  # no mask given: its channel is empty
+    expected = torch.from_numpy(reference_images[0]).permute(2, 0, 1)
+    assert torch.allclose(maps[0, 1:], expected, atol=1e-5)  # the reference itself, in 0..1
+    assert not np.allclose(out.frames, other.frames)
+
+
+def test_denoise_one_is_the_full_schedule_and_below_one_starts_from_the_reference(tiny_pipe, reference_images,
+                                                                                  speechlike):
+    wave, sr = speechlike
+    run = lambda **kw: tiny_pipe([reference_images[0]], wave[: sr // 2], sr, None, num_inference_steps=10,  # noqa: E731
+                                 window=8, overlap=2, **kw)
+    steps = []
+    full = run(denoise=1.0)
+    assert np.array_equal(full.frames, run().frames)
+    low = run(denoise=0.3, callback=lambda p: steps.append(p.step))
+    assert max(steps) + 1 == 3  # the last 3 of 10 steps
+    reference = reference_images[0]
+    # from the reference noised to a low level, the frames stay near it; from pure noise they need not
+    assert np.abs(low.frames - reference).mean() < np.abs(full.frames - reference).mean()
+
+
+@pytest.mark.parametrize("scheduler", ["euler", "dpmpp_2m"])
+def test_denoise_runs_with_index_based_schedulers(tiny_pipe, reference_images, speechlike, scheduler):
+    wave, sr = speechlike
+    out = tiny_pipe([reference_images[0]], wave[: sr // 2], sr, None, num_inference_steps=6, scheduler=scheduler,
+                    denoise=0.5, window=8, overlap=2)
+    assert np.isfinite(out.frames).all()
+
+
+@pytest.mark.parametrize("denoise", [0.0, -0.5, 1.5])
+def test_denoise_outside_zero_to_one_is_refused(denoise):
+    with pytest.raises(ValueError, match="denoise"):
+        SamplingOptions(num_frames=4, denoise=denoise).skipped_steps()
