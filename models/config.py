@@ -70,7 +70,7 @@ def validate(config: dict) -> None:
 
 def structure_reads_reference(config: dict) -> bool:
     """Whether the structure encoder reads the reference image beside the face mask: a pixel-aligned path for
-    the reference, which the model can read even at the noisiest timesteps (the demo model's choice)."""
+    the reference, which the model can read even at the noisiest timesteps (the `demo_reference` recipe)."""
     return bool(config["structure"].get("reference", False))
 
 

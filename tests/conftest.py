@@ -12,10 +12,15 @@ NODE_TESTS = Path(__file__).resolve().parent / "nodes"
 
 
 def pytest_collection_modifyitems(config, items):
-    """The real-ComfyUI tests (tests/nodes/) run first, as they did before the tests mirrored the packages: their
-    servers (the full-size SD-1.5 one peaks near 12 GB) must not meet a test process whose heap the in-process
-    full-size model tests have already grown, on a 24 GB machine."""
-    items.sort(key=lambda item: NODE_TESTS not in Path(str(item.path)).resolve().parents)  # stable: order kept within
+    """Tests marked `first` run before all others, then the real-ComfyUI tests (tests/nodes/), then the rest.
+
+    The full-size SD-1.5 server peaks near 15 GB. On a 24 GB machine it must start before the shared server loads the
+    full-size Hallo test model (6 GB, which ComfyUI's "Unload models" does not give back) and before the in-process
+    full-size model tests grow the test process."""
+    def order(item):
+        return (item.get_closest_marker("first") is None, NODE_TESTS not in Path(str(item.path)).resolve().parents)
+
+    items.sort(key=order)  # stable: the order within each group is kept
 
 
 def wake_zero_branches(components, seed: int = 0, std: float = 0.05) -> None:

@@ -41,7 +41,6 @@ HERE = Path(__file__).resolve().parent
 # "package": one server for everything under tests/nodes/ (sub-packages included), stopped
 # as soon as the last of those tests is done instead of idling through the rest of the run.
 SCOPE = "package"
-RUNNING: list[ComfyServer] = []  # the shared server while it runs (see shared_server_unloaded)
 
 
 def _logger(config: pytest.Config):
@@ -98,11 +97,9 @@ def comfy_server(comfyui_root: Path, tmp_path_factory: pytest.TempPathFactory, r
     log(f"[comfyui] starting {' '.join(server.command())} (base {server.base_dir})")
     server.start(timeout=_timeout())
     log(f"[comfyui] server at {server.url} answered after {server.started_in:.1f} s")
-    RUNNING.append(server)
     try:
         yield server
     finally:
-        RUNNING.remove(server)
         died = not server.is_running()
         rc = server.stop()
         log(f"[comfyui] server stopped (exit {rc}); log: {server.log_path}")
@@ -126,15 +123,6 @@ def comfy_server_factory(comfyui_root: Path, tmp_path_factory: pytest.TempPathFa
     yield make
     for server in started:
         server.stop()
-
-
-@pytest.fixture
-def shared_server_unloaded():
-    """The shared server, if it runs, has unloaded its models ("Unload models"): for a test that starts a
-    full-size server of its own on a 24 GB machine."""
-    for server in RUNNING:
-        if server.is_running():
-            server.client().free()
 
 
 @pytest.fixture(scope=SCOPE)

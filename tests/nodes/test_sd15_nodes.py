@@ -117,8 +117,8 @@ def test_the_loader_lists_safetensors_only_and_names_a_wrong_file(comfy_server, 
 
 
 @pytest.mark.slow
-def test_full_size_sd15_from_users_files_runs_one_step(comfyui_root, comfy_server_factory, tmp_path_factory,
-                                                       shared_server_unloaded):
+@pytest.mark.first  # before the shared server holds the full-size Hallo test model (tests/conftest.py)
+def test_full_size_sd15_from_users_files_runs_one_step(comfyui_root, comfy_server_factory, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sd15_full")
     free = shutil.disk_usage(tmp).free
     if free < FILES_BYTES + DISK_MARGIN:
