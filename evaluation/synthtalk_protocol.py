@@ -169,8 +169,9 @@ def real_speech() -> list[tuple[str, np.ndarray, int]]:
         clips += [(f"audioeval/{p.stem}", *read_audio(p)) for p in sorted(root.glob("*.wav"))]
     except ImportError:
         pass
-    demo = Path(__file__).resolve().parent.parent / "assets" / "demo_speech.wav"
-    clips.append(("demo_speech", *read_audio(demo)))
+    from ..bundled import ASSETS
+
+    clips.append(("demo_speech", *read_audio(ASSETS / "demo_speech.wav")))
     if tts_available():
         clips.append(("espeak-ng", tts_speech("The quick brown fox jumps over the lazy dog near the river bank."), 16000))
     levelled = []
@@ -185,14 +186,15 @@ def real_speech() -> list[tuple[str, np.ndarray, int]]:
 def bundled_reference(setup: Setup, size: int) -> dict:
     """What `portraittalk demo` makes (the bundled reference and speech): lip sync, feature error, and each
     attribute's share of frames, none of them prompted."""
+    from ..bundled import ASSETS
     from ..media import read_audio
     from ..training import synthtalk as st
-    from ..training.synthtalk.demo import DEMO_IDENTITY_SEED
+    from ..training.synthtalk.demo import DEMO_IDENTITY_SEED, demo_reference
 
-    identity, base = st.make_identity(DEMO_IDENTITY_SEED), {"glasses": False, "hat": False, "smiling": False,
-                                                             "background": "gray"}
-    reference = st.render_reference(identity, base, size=size)
-    wav, rate = read_audio(Path(__file__).resolve().parent.parent / "assets" / "demo_speech.wav")
+    identity = st.make_identity(DEMO_IDENTITY_SEED)
+    base = {"glasses": False, "hat": False, "smiling": False, "background": "gray"}  # demo_reference's look
+    reference = demo_reference(size)
+    wav, rate = read_audio(ASSETS / "demo_speech.wav")
     frames = setup.generate(reference, wav, rate)
     shares = {a: round(float(attribute_per_frame(frames, identity, base, dict(base, **{a: True}), size).mean()), 3)
               for a in ("glasses", "hat", "smiling")}
@@ -242,9 +244,9 @@ def run(setup: Setup, *, clips: int = 8, seconds: float = 4.0, trials: int = 5, 
         reference = st.render_reference(identity, base, size=size)
         frames = setup.generate(reference, clip.audio, clip.sample_rate)
         synth_r.append(lip_sync(frames, clip.audio, clip.sample_rate)["r"])
-        colour.append(colour_error(frames, reference, *_regions(identity, base, size)))
+        skin, background_region = _regions(identity, base, size)
+        colour.append(colour_error(frames, reference, skin, background_region))
         features.append(feature_error(frames, reference, _dilate(_lip_region(identity, base, size), 3)))
-        background_region = _regions(identity, base, size)[1]
         for attribute in unprompted:  # nothing was asked for, so nothing should appear
             if attribute == "background":
                 present = other_background_per_frame(frames, background_region, base["background"])
