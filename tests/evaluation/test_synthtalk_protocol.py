@@ -21,12 +21,18 @@ def identity():
 
 
 def _clip(identity, attributes, frames=12):
-    """Ground-truth frames of a speaking face: the mouth opens and closes, the head moves a little."""
+    """Ground-truth frames of a speaking face: the mouth opens and closes, the eyes blink once, the head moves
+    a little."""
     t = np.linspace(0, 1, frames)
     pose = [(0.01 * np.sin(6 * x), 0.0, 1.0, 0.0) for x in t]
+    blink = np.clip(1.0 - np.abs(t - 0.5) * 8, 0.0, 1.0)  # shut at mid-clip
     rendered, _, _ = st.render_frames(identity, attributes, SIZE, 0.5 + 0.5 * np.sin(9 * t), [0.5] * frames,
-                                      [0.0] * frames, pose)
+                                      blink, pose)
     return rendered
+
+
+def _blurred(frames):
+    return np.stack([gaussian_filter(f.astype(np.float64), (1.0, 1.0, 0)) for f in frames]).round().astype(np.uint8)
 
 
 @pytest.mark.parametrize("attribute", ["glasses", "hat", "smiling"])
@@ -36,6 +42,14 @@ def test_an_attribute_is_found_in_every_frame_that_has_it_and_in_none_that_lacks
     without = protocol.attribute_per_frame(_clip(identity, PLAIN), identity, PLAIN, wanted, SIZE)
     assert with_it.all() and not without.any()
     assert protocol.flicker(with_it) == 0.0 and protocol.flicker(without) == 0.0
+
+
+@pytest.mark.parametrize("attribute", ["glasses", "hat", "smiling"])
+def test_blinks_and_blur_do_not_read_as_an_attribute(identity, attribute):
+    """Blinks narrow the eyes as a smile does, and blur softens them: neither is a smile (or glasses, or a hat)."""
+    wanted = dict(PLAIN, **{attribute: True})
+    assert not protocol.attribute_per_frame(_blurred(_clip(identity, PLAIN)), identity, PLAIN, wanted, SIZE).any()
+    assert protocol.attribute_per_frame(_blurred(_clip(identity, wanted)), identity, PLAIN, wanted, SIZE).mean() > 0.5
 
 
 def test_flicker_is_the_share_of_frames_against_the_majority(identity):
