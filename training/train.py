@@ -69,9 +69,13 @@ def starting_model(config: dict, work_dir: Path, sources: dict[str, str] | None,
     if config.get("init_model"):
         from ..models.files.weights import read_model
 
+        from ..models.networks.structure import widen_input
+
         state, model_config = read_model(config["init_model"])
-        # overrides of the file's config, e.g. the sampling defaults the exported model will carry
+        # overrides of the file's config, e.g. the sampling defaults the exported model will carry, or a
+        # structure encoder that now reads the reference: its new input channels start at zero
         model_config = load_config(model_config, overrides)
+        state = widen_input(state, "animate_net.structure.", model_config["structure"]["in_channels"])
         components = load_components(model_config, state, config["init_model"])
         components.to(dtype=torch.float32)
     else:

@@ -99,3 +99,27 @@ def test_denoise_runs_with_index_based_schedulers(tiny_pipe, reference_images, s
 def test_denoise_outside_zero_to_one_is_refused(denoise):
     with pytest.raises(ValueError, match="denoise"):
         SamplingOptions(num_frames=4, denoise=denoise).skipped_steps()
+
+
+def test_a_mask_only_model_fine_tunes_into_one_that_reads_the_reference_and_starts_unchanged(tmp_path):
+    """`init_model` with `structure.reference`: the file's one-channel conv_in gains three zero channels, so the
+    starting model's structure residual equals the file's whatever the reference holds."""
+    from comfyui_portraittalk.models.files.components import build_components, save_components
+    from comfyui_portraittalk.training.train import starting_model
+
+    torch.manual_seed(0)
+    mask_only = build_components(load_config("tiny"))
+    encoder = mask_only.animate_net.structure
+    torch.nn.init.normal_(encoder.conv_out.weight, std=0.1)  # live, as after training
+    path = save_components(mask_only, tmp_path / "mask_only.safetensors")
+    config = {"init_model": str(path), "model_overrides": READS_REFERENCE}
+    starting, model_config, _ = starting_model(config, tmp_path, None, print)
+    widened = starting.components.animate_net.structure
+    assert widened.conv_in.weight.shape[1] == 4 and model_config["structure"]["reference"]
+    mask = torch.rand(2, 1, 32, 32)
+    maps = with_reference(mask, torch.rand(3, 32, 32))
+    with torch.no_grad():
+        before, after = encoder(mask), widened(maps)
+    assert before.abs().max() > 0 and torch.allclose(after, before, atol=1e-5)
+    narrow = {"init_model": str(path), "model_overrides": {"structure": {"in_channels": 1}}}
+    assert starting_model(narrow, tmp_path, None, print)[0].components.animate_net.structure.in_channels == 1
