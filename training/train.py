@@ -68,7 +68,6 @@ def starting_model(config: dict, work_dir: Path, sources: dict[str, str] | None,
         return starting, starting.components.config, paths
     if config.get("init_model"):
         from ..models.files.weights import read_model
-
         from ..models.networks.structure import widen_input
 
         state, model_config = read_model(config["init_model"])

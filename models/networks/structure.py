@@ -54,12 +54,11 @@ def with_reference(mask: torch.Tensor | None, reference: torch.Tensor) -> torch.
 def widen_input(state: dict[str, torch.Tensor], prefix: str, in_channels: int) -> dict[str, torch.Tensor]:
     """`state` with the structure encoder's `conv_in` (under `prefix`) taking `in_channels` maps: the new
     channels start at zero, so a model trained on the face mask alone gives the same output until it learns
-    to read them (fine-tuning a mask-only model into one that reads the reference)."""
+    to read them (fine-tuning a mask-only model into one that reads the reference). Any other mismatch is left
+    for the loader to report against the file."""
     key = f"{prefix}conv_in.weight"
-    weight = state[key]
-    if weight.shape[1] > in_channels:
-        raise ValueError(f"the structure encoder takes {weight.shape[1]} channels; cannot narrow it to {in_channels}")
-    if weight.shape[1] == in_channels:
+    weight = state.get(key)
+    if weight is None or weight.shape[1] >= in_channels:
         return state
     extra = weight.new_zeros((weight.shape[0], in_channels - weight.shape[1], *weight.shape[2:]))
     return {**state, key: torch.cat([weight, extra], dim=1)}

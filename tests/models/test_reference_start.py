@@ -123,3 +123,10 @@ def test_a_mask_only_model_fine_tunes_into_one_that_reads_the_reference_and_star
     assert before.abs().max() > 0 and torch.allclose(after, before, atol=1e-5)
     narrow = {"init_model": str(path), "model_overrides": {"structure": {"in_channels": 1}}}
     assert starting_model(narrow, tmp_path, None, print)[0].components.animate_net.structure.in_channels == 1
+    from comfyui_portraittalk.models.files.weights import ModelFileError
+
+    widened_path = save_components(starting.components, tmp_path / "reads_reference.safetensors")
+    narrowing = {"init_model": str(widened_path), "model_overrides": {"structure": {"in_channels": 1,
+                                                                                   "reference": False}}}
+    with pytest.raises(ModelFileError, match="reads_reference.safetensors"):  # never narrowed in silence
+        starting_model(narrowing, tmp_path, None, print)
