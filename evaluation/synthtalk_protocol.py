@@ -37,6 +37,10 @@ MOUTH_TOLERANCE = 40.0
 MAX_LAG = 2
 FOOTPRINT_DIFFERENCE = 12  # summed RGB difference that marks an attribute's pixels (a smile's blush: ~15-40)
 EYE_CLOSURES = np.linspace(0.0, 1.0, 11)  # the blink states the attribute test tries on both sides
+MIN_FOOTPRINT = 8  # pixels; a frame whose lips hide more of the attribute than this leaves is not judged alone
+MOUTH_STATE_STEPS = 5  # the attribute test draws mouths to the nearest 1/5 of openness and width
+# head poses (dx, dy, scale, roll) the attribute test tries on both sides: about a pixel of SynthTalk's wobble
+RENDER_POSES = np.array([(dx, dy, 1.0, 0.0) for dx in (0.0, -0.015, 0.015) for dy in (0.0, -0.01, 0.01)])
 
 
 @dataclass
@@ -95,32 +99,76 @@ def colour_error(frames: np.ndarray, reference: np.ndarray, skin: np.ndarray, ba
     return out
 
 
-def attribute_per_frame(frames: np.ndarray, identity, base: dict, wanted: dict, size: int) -> np.ndarray:
+def attribute_per_frame(frames: np.ndarray, identity, base: dict, wanted: dict, size: int,
+                        mouth: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """For each frame, whether it looks more like `wanted` than like `base` over the attribute's footprint.
 
     A blink narrows the eyes as a smile does, so both sides are rendered at every eye closure: the footprint
-    is where no blink of one render looks like any blink of the other, the lips' reach left out (speech moves
-    them), and each side is scored by its nearest render. A smile then shows by its own marks, the blushed
-    cheeks and the arc beside the mouth, not by the eyes (the eyes alone made blinks, and a 1-pixel blur of
-    plain ground truth, read as a smile)."""
-    with_attr, without = _blink_renders(identity, wanted, size), _blink_renders(identity, base, size)
-    # the attribute's pixels: those where no blink of one render looks like any blink of the other
-    footprint = np.abs(with_attr[:, None] - without[None]).sum(-1).min((0, 1)) > FOOTPRINT_DIFFERENCE
-    footprint &= ~_dilate(_lip_region(identity, base, size), 1)
-    if not footprint.any():
-        return np.zeros(len(frames), dtype=bool)
-    pixels = frames[:, footprint].astype(np.float64)
-    return _nearest(pixels, with_attr[:, footprint]) < _nearest(pixels, without[:, footprint])
+    is where no blink of one render looks like any blink of the other, and each side is scored by its nearest
+    render. Speech moves the lips, so the footprint leaves out, frame by frame, where the lips of either side
+    reach for that frame's sound: `mouth` is the (openness, width) per frame that SynthTalk draws for the
+    clip's audio (`speech_mouth`), and the reach is the widest mouth within ±MAX_LAG frames. Without it, the
+    widest mouth of all is left out in every frame, and with it most of a smile's blush. A smile then shows
+    by its own marks, the blushed cheeks and the arc beside the mouth, not by the eyes (the eyes alone made
+    blinks, and a 1-pixel blur of plain ground truth, read as a smile)."""
+    n = len(frames)
+    if mouth is None:  # a closed mouth drawn, the widest left out
+        openness, width, reach_open, reach_wide = np.zeros(n), np.full(n, 0.5), np.ones(n), np.ones(n)
+    else:
+        openness, width = (np.asarray(m, np.float64)[:n] for m in mouth)
+        reach_open, reach_wide = _window_max(openness), _window_max(width)
+    # Frames are judged in groups of (nearly) the same mouth, each against renders of that mouth.
+    keys = np.round(np.stack([openness, width, reach_open, reach_wide], 1) * MOUTH_STATE_STEPS).astype(int)
+    present, seen = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    for key in np.unique(keys, axis=0):
+        members = (keys == key).all(1)
+        drawn, reach = key[:2] / MOUTH_STATE_STEPS, key[2:] / MOUTH_STATE_STEPS
+        with_attr = _blink_renders(identity, wanted, size, *drawn)  # [P, K, S, S, 3], neutral pose first
+        without = _blink_renders(identity, base, size, *drawn)
+        footprint = np.abs(with_attr[0, :, None] - without[0, None]).sum(-1).min((0, 1)) > FOOTPRINT_DIFFERENCE
+        footprint &= ~_dilate(_lip_region(identity, base, size, *reach) | _lip_region(identity, wanted, size, *reach), 1)
+        if footprint.sum() >= (MIN_FOOTPRINT if mouth is not None else 1):
+            pixels = frames[members][:, footprint].astype(np.float64)
+            present[members] = (_nearest(pixels, with_attr[:, :, footprint].reshape(-1, footprint.sum(), 3))
+                                < _nearest(pixels, without[:, :, footprint].reshape(-1, footprint.sum(), 3)))
+            seen[members] = True
+    if mouth is not None and not seen.all():
+        # where the lips hide the attribute, a frame takes the reading of the nearest frame that shows it
+        if not seen.any():
+            return attribute_per_frame(frames, identity, base, wanted, size)
+        shown = np.flatnonzero(seen)
+        nearest = shown[np.abs(np.arange(n)[:, None] - shown[None]).argmin(1)]
+        present = present[nearest]
+    return present
 
 
-def _blink_renders(identity, attributes: dict, size: int) -> np.ndarray:
-    """Renders `[K, S, S, 3]` (float) in the neutral pose with a closed mouth, one per eye closure, open first."""
+def speech_mouth(audio: np.ndarray, sample_rate: int, num_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """(openness, width) per frame that SynthTalk draws for `audio`, levelled as SynthTalk's TTS is."""
+    import librosa
+
+    from ..training.synthtalk.audio_to_mouth import mouth_targets, normalize_speech_level
+
+    wav = np.asarray(audio, np.float32).reshape(-1)
+    if sample_rate != 16000:
+        wav = librosa.resample(wav, orig_sr=sample_rate, target_sr=16000)
+    return mouth_targets(normalize_speech_level(wav, 16000), 16000, num_frames=num_frames)
+
+
+def _window_max(track: np.ndarray) -> np.ndarray:
+    from scipy.ndimage import maximum_filter1d
+
+    return maximum_filter1d(track, 2 * MAX_LAG + 1, mode="nearest") if len(track) else track
+
+
+def _blink_renders(identity, attributes: dict, size: int, openness: float = 0.0, width: float = 0.5) -> np.ndarray:
+    """Renders `[P, K, S, S, 3]` (float) with the given mouth, one per head pose of RENDER_POSES (the neutral
+    one first) and eye closure of EYE_CLOSURES (open first)."""
     from ..training.synthtalk.rendering import render_frames
 
-    k = len(EYE_CLOSURES)
-    frames, _, _ = render_frames(identity, attributes, size, [0.0] * k, [0.5] * k, EYE_CLOSURES,
-                                 [(0.0, 0.0, 1.0, 0.0)] * k)
-    return frames.astype(np.float64)
+    k, poses = len(EYE_CLOSURES), len(RENDER_POSES)
+    frames, _, _ = render_frames(identity, attributes, size, [openness] * k * poses, [width] * k * poses,
+                                 np.tile(EYE_CLOSURES, poses), np.repeat(RENDER_POSES, k, axis=0))
+    return frames.astype(np.float64).reshape(poses, k, size, size, 3)
 
 
 def _nearest(pixels: np.ndarray, renders: np.ndarray) -> np.ndarray:
@@ -128,9 +176,10 @@ def _nearest(pixels: np.ndarray, renders: np.ndarray) -> np.ndarray:
     return np.abs(pixels[:, None] - renders[None]).mean((2, 3)).min(1)
 
 
-def shows_attribute(frames: np.ndarray, identity, base: dict, wanted: dict, size: int) -> bool:
+def shows_attribute(frames: np.ndarray, identity, base: dict, wanted: dict, size: int,
+                    mouth: tuple[np.ndarray, np.ndarray] | None = None) -> bool:
     """Whether most frames show `wanted` rather than `base` (attribute_per_frame)."""
-    return bool(attribute_per_frame(frames, identity, base, wanted, size).mean() > 0.5)
+    return bool(attribute_per_frame(frames, identity, base, wanted, size, mouth).mean() > 0.5)
 
 
 def other_background_per_frame(frames: np.ndarray, region: np.ndarray, background: str) -> np.ndarray:
@@ -161,11 +210,11 @@ def feature_error(frames: np.ndarray, reference: np.ndarray, exclude: np.ndarray
     return float(np.abs(frames[:, region].astype(np.float64) - reference[region]).mean())
 
 
-def _lip_region(identity, attributes: dict, size: int) -> np.ndarray:
-    """Where the lips reach with the mouth wide open, in the neutral pose."""
+def _lip_region(identity, attributes: dict, size: int, openness: float = 1.0, width: float = 1.0) -> np.ndarray:
+    """Where the lips reach with the given mouth (wide open by default), in the neutral pose."""
     from ..training import synthtalk as st
 
-    _, _, lip = st.render_frames(identity, attributes, size, [1.0], [1.0], [0.0], [(0.0, 0.0, 1.0, 0.0)])
+    _, _, lip = st.render_frames(identity, attributes, size, [openness], [width], [0.0], [(0.0, 0.0, 1.0, 0.0)])
     return lip[0] > 0
 
 
@@ -211,7 +260,9 @@ def bundled_reference(setup: Setup, size: int) -> dict:
     reference = demo_reference(size)
     wav, rate = read_audio(ASSETS / "demo_speech.wav")
     frames = setup.generate(reference, wav, rate)
-    shares = {a: round(float(attribute_per_frame(frames, identity, base, dict(base, **{a: True}), size).mean()), 3)
+    mouth = speech_mouth(wav, rate, len(frames))
+    shares = {a: round(float(attribute_per_frame(frames, identity, base, dict(base, **{a: True}), size,
+                                                 mouth).mean()), 3)
               for a in ("glasses", "hat", "smiling")}
     shares["background"] = round(float(other_background_per_frame(frames, _regions(identity, base, size)[1],
                                                                   "gray").mean()), 3)
@@ -266,7 +317,8 @@ def run(setup: Setup, *, clips: int = 8, seconds: float = 4.0, trials: int = 5, 
             if attribute == "background":
                 present = other_background_per_frame(frames, background_region, base["background"])
             else:
-                present = attribute_per_frame(frames, identity, base, dict(base, **{attribute: True}), size)
+                present = attribute_per_frame(frames, identity, base, dict(base, **{attribute: True}), size,
+                                              speech_mouth(clip.audio, clip.sample_rate, len(frames)))
             unprompted[attribute] += int(present.mean() > 0.5)
             flickers[attribute].append(flicker(present))
     results["lip_sync_synthtalk"] = {"r_mean": round(float(np.mean(synth_r)), 3), "r": synth_r}
@@ -303,7 +355,8 @@ def run(setup: Setup, *, clips: int = 8, seconds: float = 4.0, trials: int = 5, 
             reference = st.render_reference(identity, base, size=size)
             clip_audio = _test_clip(555, k, 1.2, size, base).audio
             frames = setup.generate(reference, clip_audio, 16000, st.caption_for(wanted))
-            present = attribute_per_frame(frames, identity, base, wanted, size)
+            present = attribute_per_frame(frames, identity, base, wanted, size,
+                                          speech_mouth(clip_audio, 16000, len(frames)))
             hits += int(present.mean() > 0.5)
             flickers_here.append(flicker(present))
         attrs_out[attribute] = round(hits / trials, 2)
