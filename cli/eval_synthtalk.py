@@ -21,8 +21,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--denoise", type=float, default=None, help="share of the schedule to run (default: the model's)")
     parser.add_argument("--clips", type=int, default=8, help="held-out SynthTalk clips for lip sync and colour")
     parser.add_argument("--trials", type=int, default=5, help="references per text attribute")
+    parser.add_argument("--parts", default=",".join(protocol.PARTS),
+                        help="comma-separated parts to run (default: all): " + ", ".join(protocol.PARTS)
+                        + "; text guidance only moves `prompted`")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = parser.parse_args(argv)
+    parts = tuple(p.strip() for p in args.parts.split(",") if p.strip())
+    if not parts or set(parts) - set(protocol.PARTS):
+        parser.error(f"--parts: choose from {', '.join(protocol.PARTS)} (got {args.parts!r})")
     if args.karras and args.scheduler not in ("euler", "dpmpp_2m"):
         parser.error("--karras needs --scheduler euler or dpmpp_2m")
     from ..models import PortraitTalkPipeline
@@ -34,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         args.text_guidance if args.text_guidance is not None else defaults["text_guidance"],
         args.audio_guidance if args.audio_guidance is not None else defaults["audio_guidance"],
         scheduler=args.scheduler, karras=args.karras, denoise=args.denoise)
-    results = protocol.run(setup, clips=args.clips, trials=args.trials)
+    results = protocol.run(setup, clips=args.clips, trials=args.trials, parts=parts)
     text = json.dumps(results, indent=1)
     if args.json:
         args.json.write_text(text)

@@ -102,3 +102,25 @@ def test_another_background_is_seen_per_frame(identity):
     region = protocol._regions(identity, PLAIN, SIZE)[1]
     frames = np.concatenate([_clip(identity, PLAIN, 4), _clip(identity, dict(PLAIN, background="blue"), 2)])
     assert protocol.other_background_per_frame(frames, region, "gray").tolist() == [False] * 4 + [True] * 2
+
+
+def test_the_protocol_runs_only_the_parts_asked_for(tiny_pipe, tmp_path, capsys):
+    """`--parts prompted` measures the text attributes alone (text guidance moves nothing else), and a part the
+    protocol lacks is a usage error that names the choices."""
+    import json
+
+    from comfyui_portraittalk.cli import main
+
+    model = tiny_pipe.save_pretrained(tmp_path / "tiny.safetensors")
+    out = tmp_path / "prompted.json"
+    assert main(["eval", "synthtalk", "--model", str(model), "--steps", "2", "--parts", "prompted", "--trials", "1",
+                 "--text-guidance", "3.0", "--json", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert set(results) == {"settings", "attributes", "prompted_attribute_flicker", "seconds"}
+    assert set(results["attributes"]) == {"glasses", "hat", "smiling", "background"}
+    assert results["settings"]["text_guidance"] == 3.0
+    assert all(0.0 <= v <= 1.0 for v in results["attributes"].values())
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        main(["eval", "synthtalk", "--model", str(model), "--parts", "prompted,lips"])
+    assert stop.value.code == 2 and "held_out" in capsys.readouterr().err
