@@ -146,14 +146,21 @@ def attribute_per_frame(frames: np.ndarray, identity, base: dict, wanted: dict, 
 
 def speech_mouth(audio: np.ndarray, sample_rate: int, num_frames: int) -> tuple[np.ndarray, np.ndarray]:
     """(openness, width) per frame that SynthTalk draws for `audio`, levelled as SynthTalk's TTS is."""
+    from ..training.synthtalk.audio_to_mouth import mouth_targets
+
+    return mouth_targets(_levelled_16k(audio, sample_rate), 16000, num_frames=num_frames)
+
+
+def _levelled_16k(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """`audio` at 16 kHz, levelled as SynthTalk's TTS is (`normalize_speech_level`)."""
     import librosa
 
-    from ..training.synthtalk.audio_to_mouth import mouth_targets, normalize_speech_level
+    from ..training.synthtalk.audio_to_mouth import normalize_speech_level
 
     wav = np.asarray(audio, np.float32).reshape(-1)
     if sample_rate != 16000:
         wav = librosa.resample(wav, orig_sr=sample_rate, target_sr=16000)
-    return mouth_targets(normalize_speech_level(wav, 16000), 16000, num_frames=num_frames)
+    return normalize_speech_level(wav.astype(np.float32), 16000)
 
 
 def _window_max(track: np.ndarray) -> np.ndarray:
@@ -223,7 +230,6 @@ def _lip_region(identity, attributes: dict, size: int, openness: float = 1.0, wi
 def real_speech() -> list[tuple[str, np.ndarray, int]]:
     """Recorded and TTS speech available offline: pytest-audioeval's WAVs, espeak-ng, the bundled demo."""
     from ..media import read_audio
-    from ..training.synthtalk.audio_to_mouth import normalize_speech_level
     from ..training.synthtalk.speech import tts_available, tts_speech
 
     clips = []
@@ -240,13 +246,7 @@ def real_speech() -> list[tuple[str, np.ndarray, int]]:
     clips.append(("demo_speech", *read_audio(ASSETS / "demo_speech.wav")))
     if tts_available():
         clips.append(("espeak-ng", tts_speech("The quick brown fox jumps over the lazy dog near the river bank."), 16000))
-    levelled = []
-    for name, wav, rate in clips:
-        import librosa
-
-        wav16 = librosa.resample(wav, orig_sr=rate, target_sr=16000) if rate != 16000 else wav
-        levelled.append((name, normalize_speech_level(wav16.astype(np.float32), 16000), 16000))
-    return levelled
+    return [(name, _levelled_16k(wav, rate), 16000) for name, wav, rate in clips]
 
 
 def bundled_reference(setup: Setup, size: int) -> dict:
